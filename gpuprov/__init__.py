@@ -1,0 +1,3 @@
+"""gpuprov: provision NVIDIA GPU servers — MIG, MPS and NUMA placement — from an Ansible-compatible inventory."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""gpuprov mig plugin."""

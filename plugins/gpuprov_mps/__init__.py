@@ -1,0 +1,1 @@
+"""gpuprov mps plugin."""
