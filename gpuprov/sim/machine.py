@@ -1,0 +1,122 @@
+"""The simulated machine's state: plain dataclasses, saved as JSON in the host's state directory.
+
+Every face of the simulator (the in-process ``sim`` connection, the command-line stand-ins used in the SSH lab and
+the pynvml-shaped surface) reads and writes this one model, so they cannot disagree. The model stores what a real
+machine would remember (MIG mode, instances, processes, daemons); what the real tools *print* is computed from it by
+the stand-ins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ComputeInstance:
+    """A compute instance inside a GPU instance; ``start``/``size`` are in the GI's compute slices."""
+
+    id: int
+    profile_id: int
+    start: int
+    size: int
+    uuid: str  # the MIG device UUID (``MIG-...``); it changes whenever the CI is re-created
+
+
+@dataclass
+class GpuInstance:
+    """A GPU instance; ``start``/``size`` are its placement in memory slices."""
+
+    id: int
+    profile_id: int
+    start: int
+    size: int
+    compute_instances: list[ComputeInstance] = field(default_factory=list)
+
+
+@dataclass
+class Gpu:
+    index: int
+    product: str  # exactly as ``nvidia-smi -L`` prints it, e.g. "NVIDIA H100 80GB HBM3"
+    uuid: str  # GPU-xxxxxxxx-...
+    serial: str
+    bus_id: str  # NVML form: 8-digit domain, upper case, e.g. "00000000:07:00.0"
+    numa_node: int  # sysfs numa_node of the PCI device; -1 when the firmware gives none
+    memory_mib: int
+    mig_current: bool = False
+    mig_pending: bool = False  # the mode requested with ``-mig``; equals mig_current when nothing is pending
+    compute_mode: str = "Default"  # Default | Exclusive_Process | Prohibited (as ``nvidia-smi -q`` prints)
+    persistence_mode: bool = True
+    gpu_instances: list[GpuInstance] = field(default_factory=list)
+
+
+@dataclass
+class Process:
+    """A process holding a GPU (or one MIG device). ``type`` is as nvidia-smi prints it: C, G, C+G, M+C."""
+
+    pid: int
+    name: str
+    gpu: int
+    gi: int | None = None
+    ci: int | None = None
+    type: str = "C"
+    used_memory_mib: int = 0
+    user: str = "root"
+
+
+@dataclass
+class NumaNode:
+    id: int
+    cpus: list[int]  # empty for a CPU-less node (HBM, CXL, a GH200's GPU memory)
+    memory_mb: int  # 0 for a memory-less node
+    distances: list[int]  # one entry per node, in node order
+
+
+@dataclass
+class Machine:
+    """One simulated GPU server."""
+
+    hostname: str
+    driver_version: str  # e.g. "580.126.09"
+    cuda_version: str  # e.g. "13.0"
+    gpus: list[Gpu]
+    numa_nodes: list[NumaNode]
+    processes: list[Process] = field(default_factory=list)
+    systemd_version: int = 252
+    kernel_numa_balancing: int = 1
+    passthrough_vm: bool = False  # GPU reset unsupported: a pending MIG mode change needs a reboot
+    preset: str | None = None
+    next_pid: int = 4000
+    boot_count: int = 0
+    # Per-concern state owned by other parts of the simulator (systemd units, MPS daemons, ...): each part keeps
+    # its own JSON-serialisable dict under its own key so the parts evolve independently.
+    services: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Machine:
+        data = dict(data)
+        gpus = []
+        for g in data.pop("gpus"):
+            g = dict(g)
+            gis = []
+            for gi in g.pop("gpu_instances", []):
+                gi = dict(gi)
+                cis = [ComputeInstance(**ci) for ci in gi.pop("compute_instances", [])]
+                gis.append(GpuInstance(**gi, compute_instances=cis))
+            gpus.append(Gpu(**g, gpu_instances=gis))
+        nodes = [NumaNode(**n) for n in data.pop("numa_nodes")]
+        procs = [Process(**p) for p in data.pop("processes", [])]
+        return cls(gpus=gpus, numa_nodes=nodes, processes=procs, **data)
+
+    def gpu(self, index: int) -> Gpu:
+        for g in self.gpus:
+            if g.index == index:
+                return g
+        raise KeyError(index)
+
+    def allocate_pid(self) -> int:
+        self.next_pid += 1
+        return self.next_pid
