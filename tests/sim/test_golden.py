@@ -1,0 +1,95 @@
+"""Golden tests: the stand-ins, put into a capture's state, print what the real tool printed.
+
+Each case is a YAML file under ``tests/sim/cases/<tool>/``::
+
+    fixture: nvidia-smi/a30_mig_-lgi.txt   # under shared/fixtures
+    host: {gpu: "NVIDIA A30", count: 1}    # keyword arguments of gpuprov.sim.presets.new_machine
+    setup:                                 # commands run first; each must exit 0 unless listed in allow_fail
+      - nvidia-smi -i 0 -mig 1
+    command: nvidia-smi mig -lgi           # a string (shlex-split) or a list
+    stdin: ""                              # optional
+    exit_code: 0                           # expected exit code (default 0)
+    stream: stdout                         # stdout | stderr | both (stdout then stderr, as a terminal shows)
+    compare: exact                         # exact | lines
+    lines: ["^\\|   0  MIG"]               # for compare: lines — only lines matching one of these regexes
+    fixture_lines: [3, 12]                 # optional: 1-based inclusive range of the fixture to compare
+
+Only values that identify one particular card are normalised (UUIDs, serials, bus ids, dates); everything else must
+match byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gpuprov.sim.commands import load_all
+from gpuprov.sim.host import SimHost
+
+CASES = Path(__file__).parent / "cases"
+
+_NORMALISE = [
+    (re.compile(r"GPU-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"), "GPU-<uuid>"),
+    (re.compile(r"MIG-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"), "MIG-<uuid>"),
+    (re.compile(r"MIG-GPU-<uuid>/\d+/\d+"), "MIG-<uuid>"),
+    (re.compile(r"\b[0-9A-Fa-f]{8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9]\b"), "<busid>"),
+    (re.compile(r"\b[0-9A-Fa-f]{4}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9]\b"), "<busid>"),
+    (re.compile(r"^(Timestamp\s*:\s*|<timestamp>).*$", re.M), r"\1<date>"),
+    (re.compile(r"^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\s*$", re.M), "<date>"),
+    (re.compile(r"(Serial Number\s*:\s*|<serial>)\d+"), r"\1<serial>"),
+]
+
+
+def normalise(text: str) -> str:
+    for pattern, repl in _NORMALISE:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _cases() -> list[Path]:
+    return sorted(CASES.rglob("*.yaml"))
+
+
+def run(host: SimHost, command: str | list[str], stdin: str = "") -> Any:
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    commands = load_all()
+    assert argv[0] in commands, f"no stand-in for {argv[0]}"
+    return commands[argv[0]](host, argv, stdin, {})
+
+
+@pytest.mark.parametrize("case_file", _cases(), ids=lambda p: str(p.relative_to(CASES)))
+def test_golden(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
+    from gpuprov.sim.presets import new_machine
+
+    case = yaml.safe_load(case_file.read_text())
+    fixture = fixtures_dir / case["fixture"]
+    expected = fixture.read_text()
+    if "fixture_lines" in case:
+        first, last = case["fixture_lines"]
+        expected = "".join(expected.splitlines(keepends=True)[first - 1 : last])
+    host = SimHost(tmp_path / "host")
+    host.save(new_machine(**case.get("host", {})))
+    allow_fail = set(case.get("allow_fail", []))
+    for step in case.get("setup", []):
+        result = run(host, step)
+        assert result.exit_code == 0 or step in allow_fail, f"setup {step!r} failed: {result.stdout}{result.stderr}"
+    result = run(host, case["command"], case.get("stdin", ""))
+    stream = case.get("stream", "stdout")
+    actual = {"stdout": result.stdout, "stderr": result.stderr, "both": result.stdout + result.stderr}[stream]
+    assert result.exit_code == case.get("exit_code", 0), actual
+    expected, actual = normalise(expected), normalise(actual)
+    if case.get("compare", "exact") == "lines":
+        patterns = [re.compile(p) for p in case["lines"]]
+
+        def keep(text: str) -> list[str]:
+            return [line.rstrip() for line in text.splitlines() if any(p.search(line) for p in patterns)]
+
+        assert keep(actual) == keep(expected)
+        assert keep(expected), f"{case_file.name}: the line patterns match nothing in the fixture"
+    else:
+        assert actual == expected
