@@ -349,6 +349,7 @@ def _start_server(host: SimHost, machine: Any, daemon: dict[str, Any], uid: int,
     pid = machine.allocate_pid()
     version = _binary_version(machine)
     log.control(f"Starting new server {pid} for user {uid}", pid=pid if version else None)
+    log.control("Accepting connection...")  # the new server connecting back to its daemon
     log.server("Other", pid, "Startup")
     log.server("Other", pid, f"Connecting to control daemon on socket: {daemon['pipe_dir']}/control")
     log.server("Other", pid, "Initializing server process")
@@ -594,9 +595,7 @@ def connect_client(
                     {"pid": pid, "uid": uid, "name": name, "memory": used_memory_mib, "device": device}
                 )
                 return pid
-        _attach(machine, daemon, server_pid, pid, name, uid, used_memory_mib, device)
-        log.server("Server", server_pid, "Received new client request")
-        log.server("Server", server_pid, "Worker created")
+        _attach(machine, daemon, server_pid, pid, name, uid, used_memory_mib, device, log)
         return pid
 
 
@@ -609,12 +608,17 @@ def _attach(
     uid: int,
     memory: int,
     device: int,
+    log: _Log,
 ) -> None:
     server = daemon["servers"][str(server_pid)]
     server["clients"].append(pid)
     target = server["devices"][min(device, len(server["devices"]) - 1)]
+    log.server("Server", server_pid, "Received new client request")
+    log.server("Server", server_pid, "Worker created")
+    log.server("Server", server_pid, "Creating worker thread")
     for dev in resolve_devices(machine, None):
         if dev["uuid"] == target:
+            log.server("Server", server_pid, f"Device {dev['name']} (uuid {dev['uuid']}) is associated")
             machine.processes.append(
                 Process(
                     pid=pid,
@@ -665,6 +669,7 @@ def _drop_client(host: SimHost, machine: Any, daemon: dict[str, Any], pid: int, 
                 waiting["uid"],
                 waiting["memory"],
                 waiting["device"],
+                log,
             )
 
 

@@ -100,7 +100,7 @@ DEFAULT_ENV = {
 UNIT_ENV = "GPUPROV_SIM_UNIT"  # set by the systemctl stand-in: the unit (cgroup) a spawned daemon belongs to
 
 
-# ----------------------------------------------------------------------------------------------- syntax tree
+# --- syntax tree
 
 
 @dataclass
@@ -209,7 +209,7 @@ class FuncDef:
     body: Any
 
 
-# ----------------------------------------------------------------------------------------------- lexer
+# --- lexer
 
 
 class ParseError(Exception):
@@ -525,7 +525,7 @@ def _heredoc_parts(body: str) -> list[Part]:
     return _Lexer(body)._dquoted(1, heredoc=True)
 
 
-# ----------------------------------------------------------------------------------------------- parser
+# --- parser
 
 
 _RESERVED = frozenset(
@@ -839,7 +839,7 @@ class _Parser:
         return Simple(line, assigns, words, redirs)
 
 
-# ------------------------------------------------------------------------------------------ the host's files
+# --- the host's files
 
 
 class HostFS:
@@ -911,7 +911,7 @@ def _read_text(path: Path) -> str:
         return f.read()
 
 
-# ----------------------------------------------------------------------------------------------- I/O plumbing
+# --- I/O plumbing
 
 
 class _Input:
@@ -1035,7 +1035,7 @@ class _Frame:
         return {k: v for k, v in self.vars.items() if k in self.exported}
 
 
-# ----------------------------------------------------------------------------------------------- the shell
+# --- the shell
 
 
 Builtin = Callable[["_Shell", list[str], _IO], int]
@@ -1300,7 +1300,7 @@ class _Shell:
             env = self.frame.environ()
             env.update(assigns)
             return self.run_standin(standin, argv, env, io)
-        path = _abspath(name, self.frame.cwd) if "/" in name else self.search_path(name)
+        path = _abspath(name, self.frame.cwd) if "/" in name else self.search_path(name, assigns.get("PATH"))
         if path is not None:
             return self.exec_path(path, argv, assigns, io, shown=name)
         self.error(io, f"{name}: command not found")
@@ -1354,8 +1354,10 @@ class _Shell:
         io.err.write(result.stderr)
         return result.exit_code
 
-    def search_path(self, name: str) -> str | None:
-        for directory in self.frame.vars.get("PATH", DEFAULT_ENV["PATH"]).split(":"):
+    def search_path(self, name: str, path: str | None = None) -> str | None:
+        """The first executable ``name`` of the root on ``PATH`` (a prefix assignment's PATH when given)."""
+        path = path if path is not None else self.frame.vars.get("PATH", DEFAULT_ENV["PATH"])
+        for directory in path.split(":"):
             if not directory.startswith("/"):
                 continue
             candidate = directory.rstrip("/") + "/" + name
@@ -1742,9 +1744,9 @@ def _ifs_split(value: str, ifs: str) -> list[str]:
     other = "".join(c for c in ifs if c not in " \t\n")
     if not other:
         return re.split(f"[{re.escape(white)}]+", value)
-    pattern = f"[{re.escape(white)}]*[{re.escape(other)}][{re.escape(white)}]*"
-    if white:
-        pattern += f"|[{re.escape(white)}]+"
+    if not white:
+        return re.split(f"[{re.escape(other)}]", value)
+    pattern = f"[{re.escape(white)}]*[{re.escape(other)}][{re.escape(white)}]*|[{re.escape(white)}]+"
     return re.split(pattern, value)
 
 
@@ -1838,7 +1840,7 @@ def _arith_eval(text: str, variables: Mapping[str, str]) -> int:
         raise ValueError(text) from None
 
 
-# ----------------------------------------------------------------------------------------------- real scripts
+# --- real scripts
 
 
 def _interpreter(local: Path) -> list[str]:
@@ -1897,7 +1899,7 @@ def _virtual_command(path: str) -> str | None:
     return None
 
 
-# ----------------------------------------------------------------------------------------------- entry points
+# --- entry points
 
 
 def _frame_for(host: SimHost, env: Mapping[str, str] | None, cwd: str = "/") -> _Frame:
@@ -1990,7 +1992,7 @@ def which(host: SimHost, name: str, env: Mapping[str, str] | None = None) -> str
     return None
 
 
-# ----------------------------------------------------------------------------------------------- daemons
+# --- daemons
 
 
 def spawn_daemon(
@@ -2044,7 +2046,7 @@ def kill_daemon(host: SimHost, machine: Any, pid: int) -> None:
     reap_daemon(machine, pid)
 
 
-# ----------------------------------------------------------------------------------------------- builtins
+# --- builtins
 
 
 def _parse_opts(
