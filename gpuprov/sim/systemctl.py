@@ -908,9 +908,13 @@ class _Manager:
 
     def check_conditions(self, config: UnitConfig) -> str | None:
         checks = {
-            "PathExists": lambda p: os.path.lexists(self.fs.local(p)),
+            # a stand-in's standard path (/usr/bin/nvidia-smi) exists as on a host with the driver installed
+            "PathExists": lambda p: os.path.lexists(self.fs.local(p)) or which(self.host, p) is not None,
             "PathIsDirectory": lambda p: self.fs.local(p).is_dir(),
-            "FileIsExecutable": lambda p: self.fs.local(p).is_file() and os.access(self.fs.local(p), os.X_OK),
+            "FileIsExecutable": lambda p: (
+                (self.fs.local(p).is_file() and os.access(self.fs.local(p), os.X_OK))
+                or which(self.host, p) is not None
+            ),
             "FileNotEmpty": lambda p: self.fs.local(p).is_file() and self.fs.local(p).stat().st_size > 0,
             "DirectoryNotEmpty": lambda p: self.fs.local(p).is_dir() and any(self.fs.local(p).iterdir()),
             "PathExistsGlob": lambda p: bool(self.glob(p)),
