@@ -66,10 +66,14 @@ class Process:
 
 @dataclass
 class NumaNode:
+    """One NUMA node. Node ids need not be contiguous (an AC922 has 0, 8 and 252-255)."""
+
     id: int
     cpus: list[int]  # empty for a CPU-less node (HBM, CXL, a GH200's GPU memory)
     memory_mb: int  # 0 for a memory-less node
-    distances: list[int]  # one entry per node, in node order
+    distances: list[int]  # one entry per node, in the order of ``Machine.numa_nodes``
+    # what ``numactl -H`` prints as "free" (MB); None: derived from memory_mb (see gpuprov.sim.numa.node_free_mb)
+    memory_free_mb: int | None = None
 
 
 @dataclass
@@ -84,6 +88,16 @@ class Machine:
     processes: list[Process] = field(default_factory=list)
     systemd_version: int = 252
     kernel_numa_balancing: int = 1
+    # Tool versions whose output format differs between releases (numactl's distance columns, lscpu's layout).
+    numactl_version: str = "2.0.16"  # Debian 12
+    util_linux_version: str = "2.38.1"  # Debian 12
+    # The processors, for lscpu: a model name known to gpuprov.sim.numa.CPU_MODELS ("" = a generic x86_64 CPU);
+    # 0 = derived from the model and the CPU count. cpu_mhz: current MHz of single CPUs ("17": 3850.0), the rest
+    # idle at the model's minimum.
+    cpu_model: str = ""
+    cpu_sockets: int = 0
+    cpu_threads_per_core: int = 0
+    cpu_mhz: dict[str, float] = field(default_factory=dict)
     passthrough_vm: bool = False  # GPU reset unsupported: a pending MIG mode change needs a reboot
     preset: str | None = None
     next_pid: int = 4000
