@@ -335,3 +335,72 @@ def test_a_thousand_probes_take_well_under_a_few_seconds(host: SimHost) -> None:
     for _ in range(1000):
         assert run_line(host, line).stdout == "1\n"
     assert time.monotonic() - start < 3.0
+
+
+# --- shims and python -m gpuprov.sim
+
+
+def test_shims_run_the_stand_ins_for_the_host_in_their_environment(host: SimHost, tmp_path: Path) -> None:
+    import sys
+
+    from gpuprov.sim.shims import install_shims
+
+    shellcheck = require_tool("shellcheck")
+    shims = tmp_path / "shims"
+    (shims).mkdir()
+    (shims / "unrelated").write_text("keep me\n")
+    (shims / "old-tool").write_text("#!/bin/sh\n# gpuprov simulator shim: stale\n")
+    install_shims(shims, sys.executable)
+    names = sorted(p.name for p in shims.iterdir())
+    assert {"nvidia-cuda-mps-control", "systemctl", "journalctl", "unrelated"} <= set(names)
+    assert "old-tool" not in names
+    checked = subprocess.run(
+        [shellcheck, "-s", "sh", *(str(shims / n) for n in names if n != "unrelated")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout
+    env = {
+        "PATH": f"{shims}:/usr/bin:/bin",
+        "GPUPROV_SIM_STATE": str(host.state_dir),
+        "GPUPROV_SIM_ROOT": str(host.root),
+    }
+    started = subprocess.run(
+        ["nvidia-cuda-mps-control", "-d"], env=env, capture_output=True, text=True, check=False
+    )
+    assert (started.stdout, started.stderr, started.returncode) == ("", "", 0)
+    asked = subprocess.run(
+        ["sh", "-c", "echo get_default_active_thread_percentage | nvidia-cuda-mps-control"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (asked.stdout, asked.returncode) == ("100.0\n", 0)
+    assert (host.root / "tmp/nvidia-mps/control").exists()
+    missing = subprocess.run(
+        ["systemctl", "start", "x"], env={"PATH": env["PATH"]}, capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 1 and "GPUPROV_SIM_STATE is not set" in missing.stderr
+
+
+def test_python_m_gpuprov_sim_without_a_command(host: SimHost) -> None:
+    import sys
+
+    usage = subprocess.run(
+        [sys.executable, "-m", "gpuprov.sim"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert usage.returncode == 2 and usage.stderr.startswith("usage: python -m gpuprov.sim COMMAND")
+    unknown = subprocess.run(
+        [sys.executable, "-m", "gpuprov.sim", "no-such-tool"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert (unknown.returncode, unknown.stderr) == (127, "gpuprov.sim: no-such-tool: no such stand-in\n")
