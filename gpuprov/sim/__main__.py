@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         sys.stderr.write(f"{argv[0]}: {exc}\n")
         return 1
+    if not host.exists:
+        sys.stderr.write(f"{argv[0]}: no simulated host in {host.state_dir} (machine.json is missing)\n")
+        return 1
     reads = getattr(func, "reads_stdin", None)
     stdin = sys.stdin.read() if reads is not None and reads(argv) and sys.stdin is not None else ""
     result = func(host, argv, stdin, dict(os.environ))

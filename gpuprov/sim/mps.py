@@ -686,10 +686,10 @@ def mps_control(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, st
     """The ``nvidia-cuda-mps-control`` stand-in (see the module docstring)."""
     from .systemctl import _ensure_booted
 
-    _ensure_booted(host)
     options = [a for a in argv[1:] if a.startswith("-")]
     if "-h" in options or "--help" in options:
         return Result(HELP)
+    _ensure_booted(host)
     if "-d" in options or "-f" in options:
         return _start_daemon(host, argv, env, foreground="-f" in options and "-d" not in options)
     if (

@@ -664,11 +664,12 @@ class _Manager:
             rec["loaded"] = disk.to_json()
             return disk
         config = UnitConfig.from_json(rec["loaded"])
-        if disk.digest != config.digest and warn:
-            self.err.append(
-                f"Warning: The unit file, source configuration file or drop-ins of {name} changed on disk. "
-                "Run 'systemctl daemon-reload' to reload units.\n"
-            )
+        warning = (
+            f"Warning: The unit file, source configuration file or drop-ins of {name} changed on disk. "
+            "Run 'systemctl daemon-reload' to reload units.\n"
+        )
+        if disk.digest != config.digest and warn and warning not in self.err:
+            self.err.append(warning)
         return config
 
     def need_reload(self, machine: Any, name: str) -> bool:

@@ -417,6 +417,7 @@ def test_a_changed_unit_runs_its_old_configuration_until_daemon_reload(host: Sim
     # a drop-in added later counts as a change too
     write(host, "/etc/systemd/system/ver.service.d/x.conf", "[Service]\nEnvironment=X=1\n")
     assert sh(host, "systemctl start ver")[1] == warning
+    assert sh(host, "systemctl restart ver")[1] == warning  # once, though restart stops and starts
 
 
 # --- templates and installation
