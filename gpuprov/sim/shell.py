@@ -4,7 +4,7 @@ Why in process: plan and apply against a simulated host must not fork a process 
 hosts' detection has to take seconds — yet every command must print, exit and touch files exactly as on a real
 host, so plugins are tested against the same text they meet over SSH. :func:`run_line` is the whole contract::
 
-    run_line(host, "nvidia-smi -L | grep -c MIG", stdin="", env={...}) -> Result(stdout, stderr, exit_code)
+run_line(host, "nvidia-smi -L | grep -c MIG", stdin="", env={...}) -> Result(stdout, stderr, exit_code)
 
 It behaves like ``bash -c LINE`` on the host: ``stdout``/``stderr`` are what the line printed, ``exit_code``
 its status. Every path goes through the host's root (``/etc/x`` -> ``<state>/root/etc/x``, symbolic links
@@ -18,8 +18,8 @@ newlines; pipelines ``a | b`` and ``! a``; ``{ ...; }`` groups and ``( ... )`` s
 ``<``, ``>``, ``>>``, ``>|``, ``N>``, ``N>&M``, ``N>&-``, ``&>``, ``&>>``, ``<<``/``<<-`` here-documents;
 single and double quotes and backslashes; ``VAR=value cmd`` prefixes and assignments; ``$VAR``, ``${VAR}``,
 ``${VAR:-w}``/``=``/``+``/``?``, ``${#VAR}``, ``${VAR#p}``/``##``/``%``/``%%``, ``$?``, ``$#``, ``$@``,
-``$1``.., ``$(...)``, backquotes, ``$((...))`` (integer arithmetic without assignment), field splitting on
-``IFS``, ``~``, and pathname globbing inside the host root.
+``$1``.., ``$'...'``, ``$(...)``, backquotes, ``$((...))`` (integer arithmetic without assignment), field
+splitting on ``IFS``, ``~``, and pathname globbing inside the host root.
 
 Commands, in lookup order: functions; builtins (:data:`BUILTINS` — ``echo printf true false exit test [ cat
 mkdir rm rmdir mv cp chmod chown ln ls touch sha256sum stat head tail grep cut tr uname id hostname sleep
@@ -35,16 +35,15 @@ host. Anything else prints ``bash: line N: NAME: command not found`` and exits 1
 bash's message and exits 2.
 
 Deliberate limits: no job control (``&`` runs in the foreground), no ``select``, arrays, ``[[ ]]``, process
-substitution, brace expansion or ``$'...'``; ``sleep`` is capped at :data:`SLEEP_CAP` seconds; a builtin
-accepts the options listed in its docstring and says ``invalid option`` for others. ``chown`` records the
-owner in ``<state>/owners.json`` (shown by ``stat -c %U``/``ls -l``) instead of changing the file, because the
+substitution or brace expansion; ``sleep`` is capped at :data:`SLEEP_CAP` seconds; a builtin accepts the
+options listed in its docstring and says ``invalid option`` for others. ``chown`` records the owner in
+``<state>/owners.json`` (shown by ``stat -c %U``/``ls -l``) instead of changing the file, because the
 simulator usually runs as a user who may not own, or may not even have, the host's users; when the root is
 ``/`` (the lab) it calls the real ``chown``.
 
 Simulated daemons (an MPS control daemon, ...) are records in the machine state, not processes: this module
 also keeps that process table (:func:`spawn_daemon`, :func:`kill_daemon`), which ``systemctl`` uses as its
-cgroups.
-"""
+cgroups."""
 
 from __future__ import annotations
 
@@ -429,6 +428,16 @@ class _Lexer:
     def _dollar(self, *, quoted: bool) -> Part:
         s = self.s
         self.i += 1  # the $
+        if s.startswith("'", self.i) and not quoted:  # $'...': ANSI-C quoting
+            j = self.i + 1
+            while j < len(s) and s[j] != "'":
+                j += 2 if s[j] == "\\" else 1
+            if j >= len(s):
+                raise ParseError("unexpected EOF while looking for matching `''", self.line)
+            text, _ = _unescape(s[self.i + 1 : j])
+            self.line += s.count("\n", self.i, j)
+            self.i = j + 1
+            return Part("lit", text, True)
         if s.startswith("((", self.i):
             end = self._balanced(self.i + 1, "(", ")")
             if not s.startswith(")", end + 1):
@@ -1069,6 +1078,7 @@ class _Shell:
         self.frame = frame
         self.line = 1
         self.cond_depth = 0  # > 0 while running a condition: ``set -e`` does not apply there
+        self.locals: list[dict[str, str | None]] = []  # per function call: the values ``local`` shadowed
         self.subst_status: int | None = None
 
     # -- messages
@@ -1332,13 +1342,15 @@ class _Shell:
         saved_vars = {k: self.frame.vars.get(k) for k in assigns}
         self.frame.positional = argv[1:]
         self.frame.vars.update(assigns)
+        self.locals.append({})
         try:
             return self.execute(self.frame.funcs[name], io)
         except _Return as exc:
             return exc.status
         finally:
             self.frame.positional = saved_pos
-            for key, old in saved_vars.items():
+            # ``local`` variables and prefix assignments end with the call
+            for key, old in {**self.locals.pop(), **saved_vars}.items():
                 if old is None:
                     self.frame.vars.pop(key, None)
                 else:
@@ -2337,8 +2349,12 @@ def _b_export(sh: _Shell, argv: list[str], io: _IO) -> int:
 
 @_builtin("local", shell_only=True)
 def _b_local(sh: _Shell, argv: list[str], io: _IO) -> int:
+    if not sh.locals:
+        sh.error(io, "local: can only be used in a function")
+        return 1
     for arg in argv[1:]:
         name, eq, value = arg.partition("=")
+        sh.locals[-1].setdefault(name, sh.frame.vars.get(name))
         if eq:
             sh.frame.vars[name] = value
         else:

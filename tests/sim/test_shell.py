@@ -121,6 +121,9 @@ BASH_LINES = [
     "echo ~",
     "trap 'echo bye' EXIT; echo hi",
     'echo "$@" | wc -c',
+    "f() { local x=inner; echo $x; }; x=outer; f; echo $x",
+    "echo $'a\\tb' $'it\\'s'",
+    "for f in /no-such-dir/*.service; do echo \"$f\"; done",
 ]
 
 
