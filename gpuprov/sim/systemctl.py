@@ -1277,6 +1277,10 @@ class _Manager:
                 self.link(f"/etc/systemd/system/{alias}", config.fragment)
             if also:
                 status = self.enable(also, now=False, reload=False) or status
+            if reload:
+                # the reload loads what the targets now want: the unit is listed (inactive) from here on
+                with self.host.locked() as machine:
+                    self.loaded(machine, link_name, warn=False)
         if reload:
             self.daemon_reload()
         if now:

@@ -1,5 +1,4 @@
-"""The systemctl stand-in: unit files from the host's tree, commands really run, systemd's texts and states.
-"""
+"""The systemctl stand-in: unit files from the host's tree, commands really run, systemd's texts."""
 
 from __future__ import annotations
 
@@ -624,3 +623,39 @@ def test_boot_restarts_enabled_units_and_forgets_daemons(host: SimHost) -> None:
     boot(host)
     assert sh(host, "systemctl is-active mps@gpu0") == ("active\n", "", 0)
     assert mps.daemons(host)["/run/mps/gpu0"]["pid"] != first
+
+
+def test_unit_files_reload_and_try_restart(host: SimHost) -> None:
+    write(
+        host,
+        "/etc/systemd/system/rl.service",
+        """
+        [Service]
+        Type=forking
+        Environment=CUDA_MPS_PIPE_DIRECTORY=/run/rl
+        ExecStart=/usr/bin/nvidia-cuda-mps-control -d
+        ExecReload=/bin/sh -c 'echo reloaded >> /tmp/rl'
+
+        [Install]
+        WantedBy=multi-user.target
+    """,
+    )
+    write(host, "/usr/lib/systemd/system/other.service", "[Service]\nExecStart=/bin/true\n")
+    assert sh(
+        host, "systemctl enable rl 2>/dev/null; systemctl list-units --all --plain --no-legend 'rl*'"
+    ) == ("rl.service loaded inactive dead rl.service\n", "", 0)
+    assert sh(host, "systemctl list-unit-files --type=service") == (
+        "UNIT FILE     STATE   PRESET\nother.service static  -\nrl.service    enabled enabled\n\n"
+        "2 unit files listed.\n",
+        "",
+        0,
+    )
+    assert sh(host, "systemctl try-restart rl; systemctl is-active rl") == ("inactive\n", "", 3)
+    assert sh(host, "systemctl start rl && systemctl reload-or-restart rl && cat /tmp/rl") == (
+        "reloaded\n",
+        "",
+        0,
+    )
+    pid = unit_state(host, "rl")["main_pid"]
+    assert sh(host, "systemctl try-restart rl && systemctl is-active rl") == ("active\n", "", 0)
+    assert unit_state(host, "rl")["main_pid"] != pid
