@@ -648,7 +648,13 @@ def _drop_client(host: SimHost, machine: Any, daemon: dict[str, Any], pid: int, 
         if pid in server["clients"]:
             server["clients"].remove(pid)
             machine.processes = [p for p in machine.processes if p.pid != pid]
-            log.server("Server", int(server_pid), "Client disconnected")
+            # the T4 capture's wording, without the "Volta MPS:" prefix newer drivers dropped
+            log.server("Server", int(server_pid), "Receive command failed, assuming client exit")
+            log.server(
+                "Server",
+                int(server_pid),
+                f"Client disconnected. Number of active client contexts is {len(server['clients'])}",
+            )
     if daemon["quitting"] and not any(s["clients"] for s in daemon["servers"].values()):
         _finish_quit(host, machine, daemon, log)
         return
