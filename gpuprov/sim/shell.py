@@ -22,17 +22,17 @@ single and double quotes and backslashes; ``VAR=value cmd`` prefixes and assignm
 splitting on ``IFS``, ``~``, and pathname globbing inside the host root.
 
 Commands, in lookup order: functions; builtins (:data:`BUILTINS` — ``echo printf true false exit test [ cat
-mkdir rm rmdir mv cp chmod chown ln ls touch sha256sum stat head tail grep cut tr uname id hostname sleep
-command mktemp readlink base64 tee sort wc basename dirname env timeout nproc`` and the shell's own ``cd pwd
-export unset set shift read eval . exec trap wait return break continue local``; ``sh``/``bash -c``/``-s`` run
-in process too); the registered stand-ins (:func:`gpuprov.sim.commands.load_all`); then executable files in
-the host root, found by path or through ``PATH``. Such a file (a rendered helper script) runs under the REAL
-interpreter of its ``#!`` line (``/bin/bash`` without one) as a subprocess with ``PATH`` = a directory of
-shims for the stand-ins (see :mod:`gpuprov.sim.shims`) + this machine's PATH, so it calls the stand-ins
-exactly as in the SSH lab. Note that such a script sees this machine's real file tree, not the host root, for
-everything it does itself (``mkdir``, redirections); only what it asks the stand-ins goes to the simulated
-host. Anything else prints ``bash: line N: NAME: command not found`` and exits 127; a syntax error prints
-bash's message and exits 2.
+mkdir rm rmdir mv cp chmod chown chgrp ln ls touch sha256sum stat head tail grep egrep fgrep cut tr sort uniq
+wc tee base64 uname id hostname sleep mktemp readlink realpath basename dirname env printenv timeout nproc``
+and the shell's own ``cd pwd export readonly unset set shift read eval . source exec trap wait return break
+continue local command type``; ``sh``/``bash``/``dash`` with ``-c`` or ``-s`` run in process too); the
+registered stand-ins (:func:`gpuprov.sim.commands.load_all`); then executable files in the host root, found by
+path or through ``PATH``. Such a file (a rendered helper script) runs under the REAL interpreter of its ``#!``
+line (``/bin/bash`` without one) as a subprocess with ``PATH`` = a directory of shims for the stand-ins (see
+:mod:`gpuprov.sim.shims`) + this machine's PATH, so it calls the stand-ins exactly as in the SSH lab. Note
+that such a script sees this machine's real file tree, not the host root, for everything it does itself
+(``mkdir``, redirections); only what it asks the stand-ins goes to the simulated host. Anything else prints
+``bash: line N: NAME: command not found`` and exits 127; a syntax error prints bash's message and exits 2.
 
 Deliberate limits: no job control (``&`` runs in the foreground), no ``select``, arrays, ``[[ ]]``, process
 substitution or brace expansion; ``sleep`` is capped at :data:`SLEEP_CAP` seconds; a builtin accepts the
