@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .commands import stand_in
-from .host import Result, SimHost
+from .host import ROOT_ENV, Result, SimHost
 from .machine import Gpu, Machine, NumaNode
 from .sysfs import format_list, node_free_mb, parse_list
 
@@ -1085,10 +1085,44 @@ def _owns_process() -> bool:
     return getattr(spec, "name", None) == "gpuprov.sim.__main__"
 
 
+def _is_policy_run(argv: list[str]) -> bool:
+    """Does this numactl command line end in a command (rather than -H, -s, --version or an error)?"""
+    takes = {f"-{o[2]}" for o in _NUMACTL_OPTIONS if o[1] and o[2]}
+    takes |= {f"--{o[0]}" for o in _NUMACTL_OPTIONS if o[1]}
+    args = argv[1:]
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return i + 1 < len(args)
+        if not arg.startswith("-") or arg == "-":
+            return True
+        if arg in ("-s", "--show", "-H", "--hardware", "--version"):
+            return False
+        if arg in takes:
+            i += 1
+        i += 1
+    return False
+
+
+def _reads_stdin(argv: list[str]) -> bool:
+    """Whether ``python -m gpuprov.sim`` must hand this run its standard input: a policy run's command reads
+    it (``echo quit | numactl -N 0 nvidia-cuda-mps-control``). Not when the stand-in will ``exec`` (the
+    host's root is ``/``: the command inherits the real stdin) nor from a terminal (it would wait for EOF)."""
+    if os.environ.get(ROOT_ENV, "/") in ("", "/"):
+        return False
+    if sys.stdin is None or sys.stdin.isatty():
+        return False
+    return _is_policy_run(argv)
+
+
 @stand_in("numactl")
 def numactl(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str]) -> Result:
     """``numactl``: see the module docstring."""
     return _Numactl(host, argv, stdin, env).main()
+
+
+numactl.reads_stdin = _reads_stdin  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------------------------- lscpu

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterable
@@ -247,9 +246,9 @@ def write_sysfs(machine: Machine, root: Path) -> None:
         except OSError:
             pass
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(content)
-        os.replace(tmp, path)
+        # in place, not write-and-rename: the lab bind-mounts single files (numa_balancing), and a bind mount
+        # keeps pointing at the inode it was made with
+        path.write_text(content)
     wanted_nodes = {f"node{n.id}" for n in machine.numa_nodes}
     node_dir = root / _NODE_DIR
     for entry in node_dir.iterdir():
@@ -299,13 +298,17 @@ def ensure_sysfs(host: SimHost, root: Path | None = None) -> Path:
 
 
 def bind_mounts(root: Path) -> list[tuple[Path, str]]:
-    """``(source under root, real path)`` pairs for the lab to bind-mount over a host's mount namespace.
+    """``(source under root, real path)`` pairs for the lab to bind-mount in a host's mount namespace.
 
-    Whole directories where the GPUs' entries would not exist on this machine (a bind mount needs an
-    existing mount point): the node directory and ``/sys/bus/pci/devices`` (the simulated GPUs replace the
-    real devices in that namespace); single files for the CPU lists and ``numa_balancing``."""
+    Whole directories, because a bind mount needs an existing mount point and the simulated GPUs' and nodes'
+    entries do not exist on this machine: the node directory and ``/sys/bus/pci/devices`` (the simulated GPUs
+    replace the real devices in that namespace). And ``numa_balancing``, so a provisioning run's ``sysctl``
+    changes the host's file, not this machine's kernel. ``/sys/devices/system/cpu/online`` is written but
+    deliberately not bound: glibc's ``get_nprocs()`` reads it, and the lab's real processes (sshd, the real
+    numactl) run on this machine's CPUs."""
     root = Path(root)
-    pairs: list[tuple[Path, str]] = [(root / _NODE_DIR, "/" + _NODE_DIR), (root / _PCI_DIR, "/" + _PCI_DIR)]
-    pairs += [(root / _CPU_DIR / name, f"/{_CPU_DIR}/{name}") for name in ("online", "possible", "present")]
-    pairs.append((root / _BALANCING, "/" + _BALANCING))
-    return pairs
+    return [
+        (root / _NODE_DIR, "/" + _NODE_DIR),
+        (root / _PCI_DIR, "/" + _PCI_DIR),
+        (root / _BALANCING, "/" + _BALANCING),
+    ]

@@ -117,11 +117,19 @@ THREADRIPPER = {
 # ----------------------------------------------------------------------------------------------- captures
 
 
+@pytest.mark.parametrize("on_preset", [False, True], ids=["bare", "over-a-preset"])
 @pytest.mark.parametrize("case_file", sorted(CASES.glob("*.yaml")), ids=lambda p: p.name)
-def test_capture(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
+def test_capture(case_file: Path, on_preset: bool, fixtures_dir: Path, tmp_path: Path) -> None:
+    """``over-a-preset``: the topology applied to a full 8-GPU machine, as ``new_machine(numa_topology=...)``
+    does for the generic golden runner, must print the same."""
     case = yaml.safe_load(case_file.read_text())
     expected = (fixtures_dir / case["fixture"]).read_text()
-    host = new_host(tmp_path, build(case.get("host", {})))
+    host_spec = case.get("host", {})
+    if on_preset:
+        machine = apply_topology(dgx_a100(), host_spec["numa_topology"])
+    else:
+        machine = build(host_spec)
+    host = new_host(tmp_path, machine)
     for step in case.get("setup", []):
         assert run(host, step).exit_code == 0, step
     result = run(host, case["command"], case.get("stdin", ""))
@@ -316,6 +324,23 @@ def test_numactl_policy_run_executes_the_command_in_process(tmp_path: Path) -> N
     assert lines[2] == "from stdin"
     echoed = run(host, "numactl -N 0 -- echo hello")
     assert (echoed.exit_code, echoed.stdout) == (0, "hello\n")
+
+
+def test_a_wrapper_script_reaches_numactl_through_the_shims(tmp_path: Path) -> None:
+    """A rendered wrapper runs under the real /bin/sh with the stand-ins' shims on PATH: its ``exec numactl``
+    is the stand-in in another process, which still hands piped stdin to the command and runs it on the
+    simulated host."""
+    from gpuprov.sim.shell import run_line
+
+    host = new_host(tmp_path, dgx_a100())
+    wrapper = host.path("/usr/local/bin/gpu0-run")
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text('#!/bin/sh\nexec numactl --cpunodebind=3 --membind=3 -- "$@"\n')
+    wrapper.chmod(0o755)
+    result = run_line(host, "echo piped | gpu0-run sh -c 'read x; echo got $x; numactl -s | head -2'")
+    assert (result.exit_code, result.stdout) == (0, "got piped\npolicy: bind\npreferred node: 3\n")
+    status = run_line(host, "gpu0-run true; echo $?", env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    assert status.stdout == "0\n"
 
 
 def _usage_head(result: Result) -> str:
