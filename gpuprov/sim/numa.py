@@ -588,7 +588,7 @@ def _strtoul(text: str, pos: int) -> tuple[int | None, int]:
 
 
 def _parse_mask(text: str, allowed: list[int], conf_count: int, kind: str,
-                warn: Callable[[str], None], topo: Topology | None = None) -> list[int] | None:
+                warn: Callable[[str], None]) -> list[int] | None:
     """libnuma's ``__numa_parse_nodestring`` / ``__numa_parse_cpustring``: the set, or None after printing its
     warning (some failures print none, e.g. trailing garbage)."""
     allowed_set = set(allowed)
@@ -672,6 +672,8 @@ class _Numactl:
         self.io = _Out()
         self.run = _Run()
         self.warned: set[str] = set()
+        self.command: list[str] = []  # what follows the options
+        self.cpu_compress = False
 
     # -- output helpers, each as numactl/libnuma prints
 
@@ -798,7 +800,8 @@ class _Numactl:
     def execute(self) -> None:
         topo = self.topo
         policy_set: str | None = None
-        parse_all = did_parse = do_hardware = balancing = strict = dump = False
+        # --balancing is accepted and has no effect: the simulator keeps no page placement
+        parse_all = did_parse = do_hardware = strict = False
         shmoption: str | None = None
         self.cpu_compress = False
 
@@ -821,7 +824,6 @@ class _Numactl:
                 do_hardware = True
             elif name == "balancing":
                 nopolicy()
-                balancing = True
             elif name in ("interleave", "weighted-interleave"):
                 assert value is not None
                 mask = self.parse_nodes(value, parse_all)
@@ -916,7 +918,6 @@ class _Numactl:
             elif name in ("shm", "file"):
                 self.io.err.append(f"numactl: --{name}: shared-memory policies are not simulated\n")
                 raise _Exit(1)
-        del balancing, dump  # accepted; the simulator keeps no page placement
         if do_hardware:
             self.hardware()
             raise _Exit(0)
@@ -1569,25 +1570,23 @@ def lscpu(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str]) ->
             operands.append(arg)
         i += 1
     mode, outarg, json_out, hierarchic_opt = "summary", None, False, "auto"
-    show_online = show_offline = False
+    online_wanted = offline_only = False
     modifier = False
     seen_excl: list[str] = []
     for key, value in opts:
         if key in ("C", "e", "p"):
-            names = {"C": "--caches", "e": "--extended", "p": "--parse"}
             if seen_excl and seen_excl[-1] != key:
                 return Result("", "lscpu: mutually exclusive arguments: --caches --extended --parse\n"
                               + try_help, 1)
             seen_excl.append(key)
             mode = {"C": "caches", "e": "readable", "p": "parsable"}[key]
             outarg = value[1:] if value and value.startswith("=") else value
-            del names
         elif key == "J":
             json_out = True
         elif key in ("a", "b", "c"):
-            modifier = True
-            show_online = show_online or key in ("a", "b")
-            show_offline = show_offline or key in ("a", "c")
+            modifier = True  # every simulated CPU is online: -a/-b list them all, -c alone none
+            online_wanted = online_wanted or key in ("a", "b")
+            offline_only = not online_wanted
         elif key == "h":
             return Result(_lscpu_usage(version), "", 0)
         elif key == "V":
@@ -1597,7 +1596,6 @@ def lscpu(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str]) ->
             if choice not in ("auto", "never", "always"):
                 return Result("", f"lscpu: unsupported argument: {value}\n" + try_help, 1)
             hierarchic_opt = choice
-    del show_online, show_offline  # every simulated CPU is online
     if modifier and mode == "summary":
         return Result("", "lscpu: options --all, --online and --offline may only be used with options "
                       "--extended or --parse.\n", 1)
@@ -1616,15 +1614,15 @@ def lscpu(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str]) ->
             return Result(text, "", 0)
         if mode == "caches":
             return Result(_lscpu_caches(topo, outarg, json_out), "", 0)
-        return Result(_lscpu_cpus(topo, version, mode, outarg, json_out), "", 0)
+        return Result(_lscpu_cpus(topo, version, mode, outarg, json_out, offline_only), "", 0)
     except _LscpuError as exc:
         return Result("", exc.message, 1)
 
 
 def _lscpu_cpus(topo: Topology, version: tuple[int, ...], mode: str, outarg: str | None,
-                json_out: bool) -> str:
+                json_out: bool, offline_only: bool = False) -> str:
     model = topo.model
-    places = [topo.places[c] for c in topo.cpus]
+    places = [] if offline_only else [topo.places[c] for c in topo.cpus]
     if mode == "readable":
         default = ["CPU"]
         if topo.nodes:
