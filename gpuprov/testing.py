@@ -1105,8 +1105,10 @@ def _teardown(
     left = _lab_pids(netns, lab_dir)
     if left:
         errors.append(f"processes still alive: {sorted(left)}")
-    existing_links = _lab_links()
-    lines = [f"link del {v}" for v in veths if v in existing_links]
+    # Links are matched by their alias (the namespace they lead to), never by name alone: a name is reused by
+    # the next lab as soon as its subnet is free. Deleting a namespace also destroys the veth pair into it.
+    ours = set(netns)
+    lines = [f"link del {link}" for link, ns in _lab_links().items() if ns in ours and link in veths]
     present = set(_list_netns())
     lines += [f"netns del {n}" for n in netns if n in present]
     if lines:
@@ -1114,7 +1116,8 @@ def _teardown(
             _ip_batch(lines, force=True)
         except LabError as exc:
             errors.append(str(exc))
-    leftover = [n for n in netns if n in set(_list_netns())] + [v for v in veths if v in _lab_links()]
+    leftover = [n for n in netns if n in set(_list_netns())]
+    leftover += [link for link, ns in _lab_links().items() if ns in ours]
     if leftover:
         errors.append(f"namespaces or links still present: {leftover}")
     for mount in reversed(_mounts_under(lab_dir)):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -21,7 +22,15 @@ import paramiko
 import pytest
 
 import gpuprov
-from gpuprov.testing import Lab, LabHost, cleanup_stale, lab_hosts, missing_parts, require_lab
+from gpuprov.testing import (
+    Lab,
+    LabHost,
+    _base_lock,
+    cleanup_stale,
+    lab_hosts,
+    missing_parts,
+    require_lab,
+)
 
 # Four DGX H100 (2 NUMA nodes), two DGX A100 (8 NUMA nodes) and two generic two-A30 servers.
 RACK = (
@@ -219,7 +228,7 @@ def test_stopped_sshd_refuses_then_serves_again(gpuprov_lab) -> None:  # noqa: A
 # ------------------------------------------------------------------------------------------- teardown
 
 
-def leftovers(name: str, directory: Path, veths: set[str] = frozenset()) -> list[str]:
+def leftovers(name: str, directory: Path) -> list[str]:
     """Everything of the lab ``name`` still on this machine: namespaces, mounts, processes, veths, files."""
     found: list[str] = []
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
@@ -230,8 +239,8 @@ def leftovers(name: str, directory: Path, veths: set[str] = frozenset()) -> list
                            capture_output=True, text=True)
     found += [f"process {line}" for line in pgrep.stdout.splitlines()]
     links = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True)
-    found += [f"link {line[:60]}" for line in links.stdout.splitlines()
-              if f"{name}-" in line or any(f" {v}@" in line or f" {v}:" in line for v in veths)]
+    # a lab's veth carries the namespace it leads to as its alias (its name is reused by later labs)
+    found += [f"link {line[:60]}" for line in links.stdout.splitlines() if f"gpuprov-lab:{name}-" in line]
     if directory.exists():
         found.append(f"directory {directory}")
     return found
@@ -252,7 +261,7 @@ def test_teardown_leaves_nothing_behind_even_when_the_test_failed() -> None:
         lab.link_down("host2")
         raise RuntimeError("the test failed")
     assert lab.closed
-    assert leftovers(lab.name, lab.dir, {h.veth for h in lab.hosts}) == []
+    assert leftovers(lab.name, lab.dir) == []
 
 
 CRASHING = """
@@ -271,17 +280,23 @@ def test_cleanup_stale_removes_what_a_killed_run_left() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CRASHING.format(strays=STRAYS))],
                             stdout=subprocess.PIPE, text=True, env=env)
+    base = Path(os.environ.get("GPUPROV_LAB_DIR") or "/var/tmp/gpuprov-lab")
     try:
         assert proc.stdout is not None
-        name = proc.stdout.readline().strip()
+        ready, _, _ = select.select([proc.stdout], [], [], 60)  # bounded: a hung child fails the test
+        name = proc.stdout.readline().strip() if ready else ""
         assert name, "the crashing run did not start its lab"
+        # Hold the labs' lock so a lab starting in a parallel run does not clean up before we look.
+        with _base_lock(base):
+            proc.send_signal(signal.SIGKILL)  # no atexit, no teardown: everything stays behind
+            proc.wait(10)
+            assert leftovers(name, base / name), "the killed run should have left its lab behind"
+            assert name in cleanup_stale(base, _locked=True)
     finally:
-        proc.send_signal(signal.SIGKILL)  # no atexit, no teardown: everything stays behind
-        proc.wait(10)
-    directory = Path(os.environ.get("GPUPROV_LAB_DIR") or "/var/tmp/gpuprov-lab") / name
-    assert leftovers(name, directory), "the killed run should have left its lab behind"
-    assert name in cleanup_stale()
-    assert leftovers(name, directory) == []
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert leftovers(name, base / name) == []
 
 
 # ------------------------------------------------------------------------------ CI never skips a lab test
