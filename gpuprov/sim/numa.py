@@ -769,11 +769,12 @@ class _Numactl:
             j = 1
             while j < len(arg):
                 letter = arg[j]
-                opt = shorts.get(letter)
-                if opt is None:
+                short = shorts.get(letter)
+                if short is None:
                     self.io.err.append(f"{self.prog}: invalid option -- '{letter}'\n")
                     self.usage()
-                assert opt is not None
+                assert short is not None
+                opt = short
                 if opt[1]:
                     value = arg[j + 1:]
                     if not value:
@@ -857,17 +858,17 @@ class _Numactl:
                     self.usage_msg(f"{shmoption} shm option is not allowed before -C/--physcpubind")
                 assert value is not None
                 allowed = list(range(topo.cpus[-1] + 1)) if parse_all and topo.cpus else self.affinity
-                mask = _parse_mask(value, allowed, len(topo.cpus), "cpu", self.warn("cpuparse"))
-                if mask is None:
+                cpumask = _parse_mask(value, allowed, len(topo.cpus), "cpu", self.warn("cpuparse"))
+                if cpumask is None:
                     self.io.out.append(f"<{value}> is invalid\n")
                     self.usage()
-                assert mask is not None
+                assert cpumask is not None
                 did_parse = True
-                online = [c for c in mask if c in topo.node_of]
+                online = [c for c in cpumask if c in topo.node_of]
                 if not online:
                     self.perror("sched_setaffinity")
                     raise _Exit(1)
-                self.run.cpus |= set(mask)
+                self.run.cpus |= set(cpumask)
                 self.policy.cpus = online
             elif name == "membind":
                 setpolicy("bind")
@@ -1170,7 +1171,7 @@ def _human_size(size: int) -> str:
 
 @dataclass
 class _Line:
-    field: str
+    key: str
     data: str | None  # None: a section header (printed only in the hierarchical layout)
     children: list[_Line] = field(default_factory=list)
 
@@ -1313,7 +1314,7 @@ def _render_text(lines: list[_Line], tree: bool = False) -> str:
 
     def walk(items: list[_Line], depth: int) -> None:
         for line in items:
-            flat.append(("  " * depth * tree + line.field, line.data or ""))
+            flat.append(("  " * depth * tree + line.key, line.data or ""))
             walk(line.children, depth + 1)
 
     walk(lines, 0)
@@ -1348,7 +1349,7 @@ def _summary_json(lines: list[_Line], tree: bool = False) -> str:
 
         def walk(items: list[_Line]) -> None:
             for line in items:
-                flat.append(_Line(line.field, line.data))
+                flat.append(_Line(line.key, line.data))
                 walk(line.children)
 
         walk(lines)
@@ -1357,7 +1358,7 @@ def _summary_json(lines: list[_Line], tree: bool = False) -> str:
     def convert(items: list[_Line]) -> tuple[list[Any], list[Any]]:
         rows, kids = [], []
         for line in items:
-            rows.append([("field", line.field, False), ("data", line.data, False)])
+            rows.append([("field", line.key, False), ("data", line.data, False)])
             sub_rows, sub_kids = convert(line.children)
             kids.append(list(zip(sub_rows, sub_kids, strict=True)))
         return rows, kids
@@ -1368,9 +1369,9 @@ def _summary_json(lines: list[_Line], tree: bool = False) -> str:
             f'{pad}   "{key}": ' + ("null" if not value else _json_string(value)) for key, value, _ in row
         )
         if kids:
-            inner = obj(*kids[0], depth + 2)
+            inner = obj(kids[0][0], kids[0][1], depth + 2)
             for kid in kids[1:]:
-                inner += "," + obj(*kid, depth + 2).lstrip()
+                inner += "," + obj(kid[0], kid[1], depth + 2).lstrip()
             body += f',\n{pad}   "children": [\n{inner}\n{pad}   ]'
         return f"{pad}{{\n{body}\n{pad}}}"
 
@@ -1551,9 +1552,10 @@ def lscpu(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str]) ->
             j = 1
             while j < len(arg):
                 letter = arg[j]
-                kind = shorts.get(letter)
-                if kind is None:
+                short_kind = shorts.get(letter)
+                if short_kind is None:
                     return Result("", f"lscpu: invalid option -- '{letter}'\n" + try_help, 1)
+                kind = short_kind
                 if kind == "no":
                     opts.append((letter, None))
                     j += 1
@@ -1573,14 +1575,14 @@ def lscpu(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str]) ->
     online_wanted = offline_only = False
     modifier = False
     seen_excl: list[str] = []
-    for key, value in opts:
+    for key, optarg in opts:
         if key in ("C", "e", "p"):
             if seen_excl and seen_excl[-1] != key:
                 return Result("", "lscpu: mutually exclusive arguments: --caches --extended --parse\n"
                               + try_help, 1)
             seen_excl.append(key)
             mode = {"C": "caches", "e": "readable", "p": "parsable"}[key]
-            outarg = value[1:] if value and value.startswith("=") else value
+            outarg = optarg[1:] if optarg and optarg.startswith("=") else optarg
         elif key == "J":
             json_out = True
         elif key in ("a", "b", "c"):
@@ -1592,9 +1594,9 @@ def lscpu(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str]) ->
         elif key == "V":
             return Result(f"lscpu from util-linux {machine.util_linux_version}\n", "", 0)
         elif key == "hierarchic":
-            choice = (value or "always").lower()
+            choice = (optarg or "always").lower()
             if choice not in ("auto", "never", "always"):
-                return Result("", f"lscpu: unsupported argument: {value}\n" + try_help, 1)
+                return Result("", f"lscpu: unsupported argument: {optarg}\n" + try_help, 1)
             hierarchic_opt = choice
     if modifier and mode == "summary":
         return Result("", "lscpu: options --all, --online and --offline may only be used with options "
@@ -1637,9 +1639,9 @@ def _lscpu_cpus(topo: Topology, version: tuple[int, ...], mode: str, outarg: str
         headers = [_cache_header(topo, ":") if c == "CACHE" else c for c in columns]
         rows = [[_cell(topo, p, c, ":") or ("" if json_out else "-") for c in columns] for p in places]
         if json_out:
-            json_rows = []
+            json_rows: list[list[tuple[str, str | None, bool]]] = []
             for row in rows:
-                cells = []
+                cells: list[tuple[str, str | None, bool]] = []
                 for column, header, value in zip(columns, headers, row, strict=True):
                     kind = _LSCPU_COLUMNS[column][1]
                     if kind == "boolean":
@@ -1667,16 +1669,16 @@ def _lscpu_cpus(topo: Topology, version: tuple[int, ...], mode: str, outarg: str
             head.append(column if column in ("CPU", "BOGOMIPS") else column[0] + column[1:].lower())
     out.append("# " + ",".join(head) + "\n")
     for place in places:
-        cells = []
+        fields: list[str] = []
         for index, column in enumerate(columns):
             if column == "CACHE":
                 if compatible and not model.caches:
                     continue
-                cells.append(("," if compatible and index else "") + _cell(topo, place, column,
-                                                                            "," if compatible else ":"))
+                separator = "," if compatible else ":"
+                fields.append(("," if compatible and index else "") + _cell(topo, place, column, separator))
             else:
-                cells.append(_cell(topo, place, column, ":"))
-        out.append(",".join(cells) + "\n")
+                fields.append(_cell(topo, place, column, ":"))
+        out.append(",".join(fields) + "\n")
     return "".join(out)
 
 
@@ -1699,8 +1701,9 @@ def _lscpu_caches(topo: Topology, outarg: str | None, json_out: bool) -> str:
         rows.append([values.get(c, "") for c in columns])
     if json_out:
         numbers = {"LEVEL", "WAYS", "PHY-LINE", "SETS", "COHERENCY-SIZE"}
-        json_rows = [[(c.lower(), v, c in numbers) for c, v in zip(columns, row, strict=True)]
-                     for row in rows]
+        json_rows: list[list[tuple[str, str | None, bool]]] = [
+            [(c.lower(), v, c in numbers) for c, v in zip(columns, row, strict=True)] for row in rows
+        ]
         return _render_json("caches", json_rows)
     return _table(columns, [c in right for c in columns], rows)
 
