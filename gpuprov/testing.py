@@ -1176,7 +1176,11 @@ def _start_time(pid: int) -> str:
 
 
 def _owner_alive(base: Path, lab: str, pid: int) -> bool:
-    if not Path(f"/proc/{pid}").exists():
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state in ("Z", "X"):  # killed, not yet reaped: its lab is as good as orphaned
         return False
     try:
         owner = (base / lab / "owner").read_text().split()
