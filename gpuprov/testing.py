@@ -433,6 +433,8 @@ class Lab:
         self.hosts: list[LabHost] = []
         self.started = False
         self.closed = False
+        self.start_seconds = 0.0  # how long start() took, sshds accepting included
+        self.stop_seconds = 0.0  # how long close() took
         self._atexit: Callable[[], None] | None = None
         self._names = self._assign_names(specs)
 
@@ -550,7 +552,7 @@ class Lab:
                 cleanup_stale(self.base_dir, _locked=True)
                 self.dir.mkdir(mode=0o755)
                 (self.dir / "owner").write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
-                subnets = _allocate_subnets(len(self.specs), self.base_dir)
+                subnets = _allocate_subnets(len(self.specs))
                 for i, (spec, name, subnet) in enumerate(
                     zip(self.specs, self._names, subnets, strict=True), 1
                 ):
@@ -1033,12 +1035,14 @@ SetEnv GPUPROV_SIM_STATE={h.state_dir} GPUPROV_SIM_ROOT=/
         if self._atexit is not None:
             atexit.unregister(self._atexit)
             self._atexit = None
+        t0 = time.monotonic()
         errors = _teardown(
             self.dir,
             [h.netns for h in self.hosts],
             [h.veth for h in self.hosts],
             [p for h in self.hosts for p in (h.sshd, h.keeper) if p is not None],
         )
+        self.stop_seconds = time.monotonic() - t0
         if errors:
             raise LabError(f"lab {self.name}: teardown left something behind: " + "; ".join(errors))
 
@@ -1292,7 +1296,7 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return used
 
 
-def _allocate_subnets(n: int, base: Path) -> list[ipaddress.IPv4Network]:
+def _allocate_subnets(n: int) -> list[ipaddress.IPv4Network]:
     """``n`` free /30s of the lab pool (called under the base lock, so concurrent labs never collide)."""
     pool = _pool()
     used = _used_networks()
