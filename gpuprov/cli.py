@@ -59,7 +59,7 @@ class Context:
         from .inventory import load_inventory
         from .plugins import Plugins
         from .report import make_reporter
-        from .runner import RunOptions, Runner
+        from .runner import Runner, RunOptions
 
         self.plugins = Plugins.load(extra_plugins)
         self.inventory = load_inventory(list(inventories))

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .errors import GpuprovError
@@ -20,7 +20,7 @@ from .errors import GpuprovError
 PLAN_FORMAT = 1
 
 
-class Disruption(str, Enum):
+class Disruption(StrEnum):
     """How much a change disturbs work on the host; ordered from harmless to a reboot."""
 
     NONE = "none"

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .connection import Connection, open_connection
@@ -25,12 +25,12 @@ from .render import Templates
 
 if TYPE_CHECKING:
     from .inventory import Host, Inventory
-    from .playbook import Play, Playbook
+    from .playbook import Play
     from .plugins import Plugins
     from .report import Reporter
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     OK = "ok"
     CHANGED = "changed"
     FAILED = "failed"
