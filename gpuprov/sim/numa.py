@@ -471,9 +471,11 @@ class Policy:
     mode: str = "default"  # default preferred bind interleave local preferred-many weighted-interleave
     nodes: list[int] = field(default_factory=list)
     cpus: list[int] | None = None  # None: every online CPU
+    balancing: bool = False  # --balancing with --membind: MPOL_F_NUMA_BALANCING (kernel 5.12+)
 
     def to_env(self) -> str:
-        return json.dumps({"mode": self.mode, "nodes": self.nodes, "cpus": self.cpus}, separators=(",", ":"))
+        data = {"mode": self.mode, "nodes": self.nodes, "cpus": self.cpus, "balancing": self.balancing}
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Policy:
@@ -483,7 +485,8 @@ class Policy:
         try:
             data = json.loads(raw)
             return cls(str(data.get("mode", "default")), [int(n) for n in data.get("nodes", [])],
-                       None if data.get("cpus") is None else [int(c) for c in data["cpus"]])
+                       None if data.get("cpus") is None else [int(c) for c in data["cpus"]],
+                       bool(data.get("balancing", False)))
         except (ValueError, TypeError, AttributeError):
             return cls()
 
@@ -618,7 +621,11 @@ def _parse_mask(text: str, allowed: list[int], conf_count: int, kind: str,
             if kind == "node" and rest.startswith("pci:"):
                 # numactl reads /sys/devices/pciDDDD:BB/DDDD:BB:dd.f/numa_node: only devices on a root bus.
                 # The simulated GPUs sit behind PCIe switches, as on real servers (numa.md §5).
-                warn(f"Cannot read node mask for pci device `{rest[4:]}'")
+                device = rest[4:]
+                if not re.match(r"[0-9a-fA-F]+:[0-9a-fA-F]+", device):
+                    warn(f"Cannot parse PCI device `{device}'")
+                else:
+                    warn(f"Cannot read node mask for  device `{device}'")  # sic: an empty class name
                 return None
         arg, end = get_nr(pos)
         if arg is None:
@@ -746,9 +753,7 @@ class _Numactl:
                     self.usage()
                 if len(matches) > 1:
                     names = "".join(f" '--{o[0]}'" for o in matches)
-                    self.io.err.append(
-                        f"{self.prog}: option '--{name}' is ambiguous; possibilities:{names}\n"
-                    )
+                    self.io.err.append(f"{self.prog}: option '{arg}' is ambiguous; possibilities:{names}\n")
                     self.usage()
                 opt = matches[0]
                 if opt[1]:
@@ -801,8 +806,7 @@ class _Numactl:
     def execute(self) -> None:
         topo = self.topo
         policy_set: str | None = None
-        # --balancing is accepted and has no effect: the simulator keeps no page placement
-        parse_all = did_parse = do_hardware = strict = False
+        parse_all = did_parse = do_hardware = strict = balancing = False
         shmoption: str | None = None
         self.cpu_compress = False
 
@@ -825,6 +829,7 @@ class _Numactl:
                 do_hardware = True
             elif name == "balancing":
                 nopolicy()
+                balancing = True
             elif name in ("interleave", "weighted-interleave"):
                 assert value is not None
                 mask = self.parse_nodes(value, parse_all)
@@ -880,6 +885,7 @@ class _Numactl:
                     self.perror("setting membind")
                     raise _Exit(1)
                 self.policy.mode, self.policy.nodes = "bind", [n for n in mask if n in topo.memory_nodes]
+                self.policy.balancing = balancing
             elif name in ("preferred", "preferred-many"):
                 assert value is not None
                 mask = self.parse_nodes(value, parse_all)
@@ -938,8 +944,14 @@ class _Numactl:
     def show(self) -> None:
         topo, policy, out = self.topo, self.policy, self.io.out
         mode = policy.mode
-        names = {"default": "default", "preferred": "preferred", "bind": "bind", "interleave": "interleave",
-                 "local": "local", "preferred-many": "preferred-many", "weighted-interleave": "[6]"}
+        if mode == "bind" and policy.balancing:
+            mode = "bind|balancing"  # get_mempolicy returns MPOL_BIND | MPOL_F_NUMA_BALANCING
+        names = {
+            "default": "default", "preferred": "preferred", "bind": "bind", "interleave": "interleave",
+            "local": "local", "preferred-many": "preferred-many",
+            # policy_names[] stops at preferred-many: later modes and flags print as numbers
+            "weighted-interleave": "[6]", "bind|balancing": "[8194]",
+        }
         out.append(f"policy: {names.get(mode, mode)}\n")
         first = policy.nodes[0] if policy.nodes else 0
         out.append("preferred node: ")
@@ -953,7 +965,7 @@ class _Numactl:
             out.append(f"{first}\n")
         elif mode == "preferred-many":
             out.append("0 (preferred-many)\n")
-        # "local": numactl's switch has no case for MPOL_LOCAL, so nothing, not even a newline
+        # local (and bind|balancing): numactl's switch has no case, so nothing, not even a newline
 
         def mask(name: str, values: Iterable[int]) -> None:
             out.append(f"{name}: " + "".join(f"{v} " for v in values) + "\n")
@@ -967,7 +979,7 @@ class _Numactl:
         run_nodes = node_run_mask(topo, self.affinity)
         mask("cpubind", run_nodes)
         mask("nodebind", run_nodes)
-        mask("membind", policy.nodes if mode == "bind" else topo.memory_nodes)
+        mask("membind", policy.nodes if mode == "bind" else topo.memory_nodes)  # numa_get_membind
         # __numa_preferred returns the policy's node mask whatever the policy (default and local have none)
         mask("preferred", policy.nodes)
 
