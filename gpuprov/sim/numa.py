@@ -1590,8 +1590,8 @@ def lscpu(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str]) ->
     for key, optarg in opts:
         if key in ("C", "e", "p"):
             if seen_excl and seen_excl[-1] != key:
-                return Result("", "lscpu: mutually exclusive arguments: --caches --extended --parse\n"
-                              + try_help, 1)
+                # err_exclusive_options() exits without the "Try --help" line
+                return Result("", "lscpu: mutually exclusive arguments: --caches --extended --parse\n", 1)
             seen_excl.append(key)
             mode = {"C": "caches", "e": "readable", "p": "parsable"}[key]
             outarg = optarg[1:] if optarg and optarg.startswith("=") else optarg

@@ -530,6 +530,31 @@ def test_numactl_matches_the_real_numactl_here(command: str, tmp_path: Path) -> 
 # ----------------------------------------------------------------------------------------------- lscpu
 
 
+LSCPU_DIFFERENTIAL = [
+    "lscpu -p=CPU,NODE", "lscpu -e=CPU,NODE,ONLINE", "lscpu -J -e=CPU,NODE,ONLINE", "lscpu -z", "lscpu --foo",
+    "lscpu -a", "lscpu operand", "lscpu -e -p", "lscpu -e=CPU,BOGUS",
+]
+
+
+@pytest.mark.parametrize("command", LSCPU_DIFFERENTIAL)
+def test_lscpu_matches_the_real_lscpu_here(command: str, tmp_path: Path) -> None:
+    """Outputs that depend only on the NUMA layout and on lscpu itself, against this machine's lscpu."""
+    real = require_tool("lscpu")
+    version = subprocess.run([real, "-V"], capture_output=True, text=True, timeout=30, check=False).stdout
+    node_dir = Path("/sys/devices/system/node")
+    nodes = [{"id": int(p.name[4:]), "cpus": (p / "cpulist").read_text().strip(), "memory_mb": 1}
+             for p in sorted(node_dir.glob("node[0-9]*"), key=lambda p: int(p.name[4:]))]
+    if not nodes:
+        pytest.skip("no NUMA information on this machine")
+    machine = machine_from_topology({"nodes": nodes, "util_linux_version": version.split()[-1]})
+    host = new_host(tmp_path, machine)
+    argv = shlex.split(command)
+    expected = subprocess.run(argv, executable=real, capture_output=True, text=True, timeout=30, check=False)
+    actual = run(host, argv)
+    assert (actual.stdout, actual.stderr, actual.exit_code) == (
+        expected.stdout, expected.stderr, expected.returncode)
+
+
 def test_lscpu_fields_from_the_topology(tmp_path: Path) -> None:
     host = new_host(tmp_path, dgx_a100())
     fields = dict(line.split(":", 1) for line in run(host, "lscpu").stdout.splitlines())
