@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import Gpuprov
 
 HELLO = Path(__file__).resolve().parents[1] / "data" / "plugins" / "gpuprov-hello"
 
@@ -24,9 +24,6 @@ def hello_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True, cwd=build, capture_output=True,
     )
     return target
-
-
-Gpuprov = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from .conftest import Gpuprov
+from helpers import Gpuprov
 
 HERE = Path(__file__).parent
 

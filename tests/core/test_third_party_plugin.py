@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .conftest import Gpuprov
+from helpers import Gpuprov
 
 
 def test_installed_plugin_is_listed_with_its_version_and_hooks(gpuprov: Gpuprov, hello_site: Path) -> None:

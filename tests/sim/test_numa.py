@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import require_tool
+from helpers import require_tool
 
 from gpuprov.sim.commands import load_all
 from gpuprov.sim.host import Result, SimHost

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+from helpers import require_tool
 
 from gpuprov.sim.host import SimHost
 from gpuprov.sim.machine import Gpu, Machine, NumaNode
