@@ -103,11 +103,12 @@ def load_playbook(path: str | Path, schemas: Mapping[str, Schema]) -> Playbook:
         line, col = where(data, None)
         raise InputError(source, line or 1, col, "a playbook is a YAML list of plays, e.g.\n"
                          "- name: GPU nodes\n  hosts: gpu\n  mig: {enabled: true, layout: all-balanced}")
-    return Playbook(source, [_load_play(source, node, i, schemas) for i, node in enumerate(data)])
+    return Playbook(source, [_load_play(source, node, i, schemas, where(data, i)) for i, node in enumerate(data)])
 
 
-def _load_play(source: str, node: Any, index: int, schemas: Mapping[str, Schema]) -> Play:
-    line, col = where(node, None)
+def _load_play(source: str, node: Any, index: int, schemas: Mapping[str, Schema],
+               position: tuple[int, int]) -> Play:
+    line, col = where(node, None) if isinstance(node, dict) else position
     if not isinstance(node, dict):
         raise InputError(source, line, col, f"play {index + 1} must be a mapping with at least 'hosts:'")
     known = sorted(set(PLAY_KEYS) | set(schemas))

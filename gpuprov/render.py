@@ -58,7 +58,10 @@ def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
         if "{{" not in value and "{%" not in value:
             return value
         try:
-            return _VALUES.from_string(value).render(**variables)
+            result = _VALUES.from_string(value).render(**variables)
+            if isinstance(result, jinja2.Undefined):
+                str(result)  # a lone undefined expression: make StrictUndefined raise
+            return result
         except jinja2.UndefinedError as exc:
             raise ValueError(f"{exc.message} (define it in the inventory, group_vars/host_vars or the play's vars)") \
                 from None

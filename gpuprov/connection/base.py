@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,9 +61,9 @@ class Connection(ABC):
             return {}
         marker = "GPUPROV" + secrets.token_hex(8)
         lines = ['__t=$(mktemp -d) || exit 97', 'trap \'rm -rf "$__t"\' EXIT']
-        for i, (name, command) in enumerate(commands.items()):
+        for i, command in enumerate(commands.values()):
             lines.append(f"( {command}\n) >\"$__t/o{i}\" 2>\"$__t/e{i}\" </dev/null; __rc=$?")
-            lines.append(f"printf '\\n%s %s %s\\n' {marker} {shlex.quote(name)} \"$__rc\"")
+            lines.append(f"printf '\\n%s %s %s\\n' {marker} {i} \"$__rc\"")
             lines.append(f"cat \"$__t/o{i}\"; printf '\\n%s-err\\n' {marker}; cat \"$__t/e{i}\"")
         script = "\n".join(lines) + "\n"
         result = self.run("sh -s", stdin=script, timeout=timeout)
@@ -83,8 +82,8 @@ def parse_batch(output: str, marker: str, names: list[str]) -> dict[str, Result]
     chunks = output.split("\n" + marker + " ")
     for chunk in chunks[1:]:
         header, _, rest = chunk.partition("\n")
-        name, _, rc = header.rpartition(" ")
-        name = shlex.split(name)[0] if name else name
+        index, _, rc = header.partition(" ")
+        name = names[int(index)]
         out, _, err = rest.partition("\n" + marker + "-err\n")
         results[name] = Result(stdout=out, stderr=err, exit_code=int(rc))
     missing = [n for n in names if n not in results]

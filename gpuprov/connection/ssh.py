@@ -147,7 +147,7 @@ class SSHConnection(Connection):
                 r = self.conn.run(command, **kwargs)
         except CommandTimedOut:
             return Result("", f"command timed out after {timeout}s", 124)
-        except (OSError, EOFError, socket.timeout) as exc:
+        except (TimeoutError, OSError, EOFError) as exc:
             raise ConnectionFailed(f"{self.host_name}: connection lost: {_explain(exc)}") from None
         except Exception as exc:
             if type(exc).__module__.startswith("paramiko"):

@@ -34,7 +34,7 @@ def test_run_batch_keeps_each_commands_output_apart() -> None:
 
 
 def test_a_batch_cut_short_reports_the_probes_that_never_ran() -> None:
-    results = parse_batch("\nMARK a 0\nout\nMARK-err\n", "MARK", ["a", "b"])
+    results = parse_batch("\nMARK 0 0\nout\nMARK-err\n", "MARK", ["a", "b"])
     assert results["a"].stdout == "out"
     assert results["b"].exit_code == 255 and "batch ended" in results["b"].stderr
 
