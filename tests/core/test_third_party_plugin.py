@@ -79,3 +79,17 @@ def test_json_events(gpuprov: Gpuprov, hello_site: Path, tmp_path: Path) -> None
     plan = next(e for e in events if e["event"] == "plan")["plan"]
     assert plan["hosts"][0]["changes"][0]["id"] == "hello/file"
     assert {e["event"] for e in events} >= {"host_started", "host_done", "plan"}
+
+
+def test_plugin_converges_a_simulated_host(gpuprov: Gpuprov, hello_site: Path, tmp_path: Path) -> None:
+    """The same plugin against the in-process ``sim`` connection: files land in the host's own tree."""
+    (tmp_path / "hosts").write_text("[rack]\nnode[1:3] ansible_connection=sim sim_preset=dgx-h100\n")
+    (tmp_path / "p.yml").write_text("- hosts: rack\n  hello: {greeting: moin}\n")
+    assert gpuprov("plan", "-i", "hosts", "p.yml", site=hello_site).returncode == 2
+    r = gpuprov("apply", "-i", "hosts", "p.yml", site=hello_site)
+    assert r.returncode == 0, r.stdout + r.stderr
+    tree = tmp_path / "state" / "gpuprov" / "sim" / "node2" / "root"
+    assert (tree / "etc" / "gpuprov-hello").read_text().splitlines()[1].startswith("moin from node2")
+    assert not Path("/etc/gpuprov-hello").exists() or "moin" not in Path("/etc/gpuprov-hello").read_text()
+    r = gpuprov("plan", "-i", "hosts", "p.yml", site=hello_site)
+    assert r.returncode == 0 and "no changes: node1, node2, node3" in r.stdout
