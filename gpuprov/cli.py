@@ -341,7 +341,7 @@ def plugins(extra_plugins: tuple[str, ...], json_output: bool) -> None:
     from .plugins import Plugins
 
     loaded = Plugins.load(extra_plugins)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in loaded.ordered:
         section = info.schema.section if info.schema else "-"
         rows.append({"name": info.name, "version": info.version, "source": info.source, "module": info.module,

@@ -236,12 +236,12 @@ def render_text(plan: Plan, verbose: bool = True) -> str:
             body.extend(render_change(change, verbose))
         blocks.setdefault(tuple(body), []).append(name)
     out: list[str] = []
-    for body, names in blocks.items():
-        if not body:
+    for lines, names in blocks.items():
+        if not lines:
             continue
         head = names[0] if len(names) == 1 else f"{len(names)} hosts: {_fold_names(names)}"
         out.append(f"{head}")
-        out.extend(f"  {line}" for line in body)
+        out.extend(f"  {line}" for line in lines)
         out.append("")
     unchanged = [n for n, hp in plan.hosts.items() if not hp.changes and not hp.warnings]
     if unchanged:

@@ -28,7 +28,7 @@ class LineList(list):  # type: ignore[type-arg]
 
 
 class _Loader(yaml.SafeLoader):
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:  # type: ignore[override]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:
         data = LineDict()
         data.line, data.col = node.start_mark.line + 1, node.start_mark.column + 1
         data.lines = {}
@@ -42,7 +42,7 @@ class _Loader(yaml.SafeLoader):
             data.lines[key] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         return data
 
-    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> LineList:  # type: ignore[override]
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> LineList:
         data = LineList(self.construct_object(child, deep=True) for child in node.value)
         data.line, data.col = node.start_mark.line + 1, node.start_mark.column + 1
         data.lines = {i: (c.start_mark.line + 1, c.start_mark.column + 1) for i, c in enumerate(node.value)}
@@ -78,5 +78,6 @@ def where(node: Any, key: Any = None) -> tuple[int, int]:
     """``(line, col)`` of ``key`` in a loaded mapping/sequence, or of the node itself; ``(0, 0)`` if unknown."""
     lines = getattr(node, "lines", None)
     if key is not None and lines and key in lines:
-        return lines[key]
-    return getattr(node, "line", 0), getattr(node, "col", 0)
+        line, col = lines[key]
+        return int(line), int(col)
+    return int(getattr(node, "line", 0)), int(getattr(node, "col", 0))

@@ -65,7 +65,7 @@ def _ssh_options(args: str) -> dict[str, str]:
 def _key_policy(known_hosts: str, accept_new: bool) -> Any:
     import paramiko
 
-    class Policy(paramiko.MissingHostKeyPolicy):
+    class Policy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
         def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
             if not accept_new:
                 raise paramiko.SSHException(

@@ -99,9 +99,9 @@ def _numa(sockets: int, cores: int, nodes_per_socket: int, memory_mb: int, near:
 
 def new_machine(preset: str | None = None, gpu: str | None = None, count: int | None = None,
                 numa_nodes: int | None = None, driver: str | None = None, hostname: str = "sim",
-                seed: str | None = None, numa_topology: Mapping[str, Any] | None = None) -> Machine:
+                seed: str | int | None = None, numa_topology: Mapping[str, Any] | None = None) -> Machine:
     """A simulated machine: a ``preset`` server, or ``count`` GPUs of product ``gpu`` over ``numa_nodes`` nodes."""
-    seed = seed or ""
+    seed = "" if seed is None else str(seed)
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"unknown sim_preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -112,7 +112,7 @@ def new_machine(preset: str | None = None, gpu: str | None = None, count: int | 
         bus = [p.bus_ids[i % len(p.bus_ids)] for i in range(gpu_count)]
         cpu_model, sockets = p.cpu_model, p.sockets
     else:
-        product = gpu
+        product = gpu or ""
         gpu_count = (count if count is not None else 1) if gpu else 0
         n_nodes = numa_nodes or 1
         if n_nodes < 1:
@@ -123,12 +123,11 @@ def new_machine(preset: str | None = None, gpu: str | None = None, count: int | 
         gpu_nodes = [i * n_nodes // max(gpu_count, 1) for i in range(gpu_count)]
         bus = [f"{0x17 + 0x20 * i:02X}:00.0" for i in range(gpu_count)]
         cpu_model, sockets = "", 0  # derived by the stand-ins from the CPU count
-    if product is not None and product not in PRODUCTS:
+    if product and product not in PRODUCTS:
         raise ValueError(f"unknown sim_gpu {product!r}; write the product as `nvidia-smi -L` prints it, one of "
                          f"{', '.join(PRODUCTS)}")
     gpus = []
     for i in range(gpu_count):
-        assert product is not None
         memory, _ = PRODUCTS[product]
         serial = str(int.from_bytes(_digest("serial", hostname, seed, str(i))[:6], "big") % 10**13).zfill(13)
         gpus.append(Gpu(index=i, product=product, uuid=_uuid("GPU", "gpu", hostname, seed, str(i)), serial=serial,
