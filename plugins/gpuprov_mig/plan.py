@@ -25,6 +25,17 @@ from gpuprov.plan import Change, Disruption, Step
 from gpuprov.render import Templates
 
 from .facts import SCRIPT_PATH, UNIT_NAME, UNIT_PATH, describe_instances, service_units
+from .layout import (
+    Layout,
+    LayoutError,
+    MigPartedConfig,
+    format_layout,
+    load_mig_parted_config,
+    parse_layout,
+    placed_from_facts,
+    plan_placements,
+)
+from .profiles import ProductProfiles, catalogue, from_lgip
 
 # Units the boot unit runs before: what uses MIG devices must find them in place. The MPS plugin's daemons are
 # ordered through gpuprov-mps.target (and should also say After=gpuprov-mig.service themselves).
@@ -573,34 +584,98 @@ def verify_boot_unit(ti: Any) -> None:
     assert ti.file(SCRIPT_PATH).exists, f"{SCRIPT_PATH} is missing: {UNIT_NAME} would fail at boot"
 
 
+def profiles_for(gpu: Mapping[str, Any], driver: str | None) -> ProductProfiles | None:
+    """The profile table to plan with: the GPU's own ``-lgip``/``-lgipp`` when it printed one (names and sizes
+    drift between drivers, and the host is the truth), else the catalogue's entry for its product and driver."""
+    if gpu.get("profiles"):
+        return from_lgip(gpu["product"], gpu["profiles"], None)
+    return catalogue(gpu["product"], driver)
+
+
 def resolve_targets(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[int, GpuTarget]:
     """What the play asks of each GPU of ``host``; GPUs it leaves alone have no entry.
 
     Raises :class:`GpuprovError` naming host, GPU, product and what would fit when a layout cannot work there.
     """
+    mig = facts.get("mig") or {}
+    driver = mig.get("driver")
+    parted: MigPartedConfig | None = None
+    if settings.get("mig_parted_config"):
+        try:
+            parted = load_mig_parted_config(settings["mig_parted_config"], settings.get("config"))
+        except LayoutError as exc:
+            raise GpuprovError(f"{host}: mig.mig_parted_config: {exc}") from None
     targets: dict[int, GpuTarget] = {}
-    for gpu in (facts.get("mig") or {}).get("gpus") or ():
-        found = layout_spec_for(gpu, settings)
-        label = f"{host}: GPU {gpu['index']} ({gpu['product']})"
-        if not gpu["mig_capable"]:
-            if found is not None and found[1].startswith("devices") and found[0] != "all-disabled":
-                raise GpuprovError(f"{label} does not support MIG, but {found[1]} gives it a MIG layout; remove "
-                                   "it from mig.devices")
-            continue
-        if found is None:
-            targets[gpu["index"]] = GpuTarget(True, None, "MIG mode on, instances as they are")
-            continue
-        value, source = found
-        targets[gpu["index"]] = solve_gpu(label, gpu, value, source, facts)
+    for gpu in mig.get("gpus") or ():
+        label = f"{host}: GPU {gpu['index']} ({gpu['product']}, driver {driver})"
+        try:
+            target = _target_for(gpu, settings, driver, parted, label)
+        except LayoutError as exc:
+            raise GpuprovError(f"{label}: {exc}") from None
+        if target is not None:
+            targets[gpu["index"]] = target
     return targets
 
 
-def solve_gpu(label: str, gpu: Mapping[str, Any], value: Any, source: str,
-              facts: Mapping[str, Any]) -> GpuTarget:
-    """One GPU's layout value resolved against its product (the host's own ``-lgip`` first) and placed."""
-    if value == "all-disabled":
-        return GpuTarget(False, None, "all-disabled")
-    if value == "all-enabled":
-        return GpuTarget(True, (), "all-enabled")
-    raise GpuprovError(f"{label}: {source}: layouts other than all-disabled/all-enabled need the placement solver "
-                       "(gpuprov_mig.layout), which is not installed")
+def _target_for(gpu: Mapping[str, Any], settings: Mapping[str, Any], driver: str | None,
+                parted: MigPartedConfig | None, label: str) -> GpuTarget | None:
+    if parted is not None and settings.get("enabled", True):
+        entry = parted.entry_for(gpu["index"], gpu.get("pci_device_id"), gpu["product"])
+        if entry is None:
+            return None  # mig-parted leaves GPUs its config does not mention as they are
+        if not gpu["mig_capable"]:
+            if entry.devices is not None and entry.mig_enabled:
+                raise GpuprovError(f"{label} does not support MIG, but {entry.where} enables MIG on it")
+            return None
+        if not entry.mig_enabled:
+            return GpuTarget(False, None, f"{parted.name} (MIG off)")
+        product = _profiles_or_fail(gpu, driver, label)
+        return _placed(gpu, product, entry.layout(product), parted.name)
+    found = layout_spec_for(gpu, settings)
+    if not gpu["mig_capable"]:
+        if found is not None and found[1].startswith("devices") and found[0] != "all-disabled":
+            raise GpuprovError(f"{label} does not support MIG, but mig.{found[1]} gives it a MIG layout; remove it "
+                               "from mig.devices")
+        return None  # a play's layout for every GPU skips the ones without MIG, as mig-parted's "devices: all"
+    if found is None:
+        return GpuTarget(True, None, "MIG on, instances as they are")
+    value, source = found
+    if isinstance(value, str) and value.strip().lower() in ("all-disabled", "all-enabled"):
+        on = value.strip().lower() == "all-enabled"
+        return GpuTarget(on, () if on else None, value.strip().lower())
+    product = _profiles_or_fail(gpu, driver, label)
+    try:
+        layout = parse_layout(value, product)
+    except LayoutError as exc:
+        raise GpuprovError(f"{label}: mig.{source}: {exc}") from None
+    return _placed(gpu, product, layout, value if isinstance(value, str) else format_layout(layout))
+
+
+def _profiles_or_fail(gpu: Mapping[str, Any], driver: str | None, label: str) -> ProductProfiles:
+    product = profiles_for(gpu, driver)
+    if product is None:
+        raise GpuprovError(f"{label}: gpuprov knows no MIG profiles for this product and the GPU lists none while "
+                           "MIG mode is off; apply layout all-enabled first (the GPU then lists its own profiles), "
+                           "then the layout")
+    return product
+
+
+def _placed(gpu: Mapping[str, Any], product: ProductProfiles, layout: Layout, name: str) -> GpuTarget:
+    """A layout placed on one GPU by the solver, keeping the instances that already match where they are."""
+    if not layout.enabled:
+        return GpuTarget(False, None, name)
+    existing = list(gpu.get("instances") or ())
+    placement = plan_placements(product, layout, placed_from_facts(existing))
+    by_gi = {g["gi"]: g for g in existing}
+    wanted: list[TargetGi] = []
+    for kept in placement.keep:
+        g = by_gi[kept.gi_id]
+        profile = product.by_id(kept.profile_id)
+        default = profile is not None and profile.is_default_split(kept.ci_profile_ids)
+        wanted.append(TargetGi(kept.profile_id, g["profile"], kept.start, kept.size,
+                               None if default else tuple(c["profile"] for c in g.get("cis") or ())))
+    for c in placement.create:
+        default = len(c.compute) == 1 and c.compute[0].default
+        wanted.append(TargetGi(c.profile.id, c.profile.name, c.start, c.profile.size,
+                               None if default else tuple(ci.name for ci in c.compute)))
+    return GpuTarget(True, tuple(wanted), name)

@@ -16,8 +16,17 @@ from typing import Any
 import pytest
 from gpuprov_mig import facts as f
 from gpuprov_mig import gpuprov_template_dirs
-from gpuprov_mig.plan import GpuTarget, TargetGi, boot_files, diff_instances, layout_spec_for, plan_host
+from gpuprov_mig.plan import (
+    GpuTarget,
+    TargetGi,
+    boot_files,
+    diff_instances,
+    layout_spec_for,
+    plan_host,
+    resolve_targets,
+)
 
+from gpuprov.errors import GpuprovError
 from gpuprov.plan import Disruption
 from gpuprov.render import Templates
 
@@ -320,3 +329,73 @@ def test_diff_matches_by_profile_and_placement(fixtures_dir: Path) -> None:
     diff = diff_instances(gpu, (TargetGi(9, "3g.20gb", 0, 4), G1_AT6))  # a 3g where the 4g is: not the same
     assert [g["gi"] for g in diff.keep] == [9]
     assert sorted(g["gi"] for g in diff.destroy_gis) == [2, 3]
+
+
+# -- layouts resolved per GPU (catalogue, the host's own -lgip, mig-parted files) -------------------------------
+
+def test_named_layout_keeps_what_already_fits(fixtures_dir: Path, templates: Templates) -> None:
+    """4g.20gb, 2g.10gb, 1g.5gb on the captured GPU: the 4g and the 1g stay; only the 2g's split changes."""
+    facts = capture_facts(fixtures_dir)
+    targets = resolve_targets("node01", facts, {"layout": ["4g.20gb", "2g.10gb", "1g.5gb"]})
+    change = by_id(plan(facts, targets, templates)[0])["mig/gpu0"]
+    assert commands(change) == ["nvidia-smi mig -i 0 -dci -ci 0 -gi 3", "nvidia-smi mig -i 0 -dci -ci 1 -gi 3",
+                                "nvidia-smi mig -i 0 -gi 3 -cci 2g.10gb"]
+
+
+def test_catalogue_plans_a_gpu_whose_mig_mode_is_off(fixtures_dir: Path, templates: Templates) -> None:
+    facts = capture_facts(fixtures_dir, replace(A100, product="NVIDIA A100-SXM4-80GB"), mig_on=False)
+    targets = resolve_targets("node01", facts, {"layout": "all-balanced"})
+    change = by_id(plan(facts, targets, templates)[0])["mig/gpu0"]
+    assert commands(change) == ["nvidia-smi mig -i 0 -cgi 9:4 -C", "nvidia-smi mig -i 0 -cgi 14:2 -C",
+                                "nvidia-smi mig -i 0 -cgi 19:0 -C", "nvidia-smi mig -i 0 -cgi 19:1 -C"]
+    assert "all-balanced" in change.summary
+
+
+def test_the_hosts_own_profile_table_wins(fixtures_dir: Path) -> None:
+    """A driver that names a profile differently from the catalogue: the host's -lgip decides."""
+    facts = capture_facts(fixtures_dir)
+    gpu = facts["mig"]["gpus"][0]
+    for row in gpu["profiles"] + gpu["instances"]:
+        key = "name" if "name" in row else "profile"
+        row[key] = row[key].replace("1g.5gb", "1g.6gb")
+    targets = resolve_targets("node01", facts, {"layout": ["4g.20gb", "2g.10gb", "1g.6gb"]})
+    assert {t.profile for t in targets[0].instances} == {"4g.20gb", "2g.10gb", "1g.6gb"}
+    with pytest.raises(GpuprovError, match="no MIG profile '1g.5gb'"):
+        resolve_targets("node01", facts, {"layout": ["1g.5gb"]})
+
+
+@pytest.mark.parametrize("layout, message", [
+    (["3g.20gb", "3g.20gb", "1g.5gb"], "cannot hold 2 x 3g.20gb, 1g.5gb together: they need 9 memory slices and "
+                                       "the GPU has 8. The most of it that fits is 2 x 3g.20gb"),
+    (["2 x 1g.5gb+me"], "holds at most 1 x 1g.5gb+me, not 2"),
+    (["9g.1gb"], "has no MIG profile '9g.1gb'; its profiles are:\n  1g.5gb       ID 19"),
+])
+def test_a_layout_that_cannot_work_names_host_gpu_product_and_what_fits(fixtures_dir: Path, layout: list[str],
+                                                                       message: str) -> None:
+    facts = capture_facts(fixtures_dir)
+    with pytest.raises(GpuprovError) as err:
+        resolve_targets("node01", facts, {"layout": layout})
+    assert str(err.value).startswith("node01: GPU 0 (NVIDIA A100-SXM4-40GB, driver 580.126.09): mig.layout: ")
+    assert message in str(err.value)
+
+
+def test_non_mig_gpus_are_skipped_unless_named(fixtures_dir: Path) -> None:
+    facts = capture_facts(fixtures_dir, replace(A100, product="Tesla T4", mig_capable=False), mig_on=False)
+    assert resolve_targets("node01", facts, {"layout": "all-1g"}) == {}
+    with pytest.raises(GpuprovError, match=r"GPU 0 \(Tesla T4.*does not support MIG.*devices\[0\]"):
+        resolve_targets("node01", facts, {"devices": {0: "all-1g"}})
+
+
+def test_mig_parted_config_import(fixtures_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("version: v1\nmig-configs:\n  all-disabled:\n    - devices: all\n      mig-enabled: false\n"
+                      "  custom:\n    - device-filter: [\"0x20B010DE\"]\n      devices: all\n      mig-enabled: true\n"
+                      "      mig-devices: {\"3g.20gb\": 1, \"1c.3g.20gb\": 3}\n")
+    facts = capture_facts(fixtures_dir)
+    target = resolve_targets("node01", facts, {"mig_parted_config": str(config), "config": "custom"})[0]
+    assert sorted(((t.profile, t.cis) for t in target.instances), key=str) == [
+        ("3g.20gb", ("1c.3g.20gb", "1c.3g.20gb", "1c.3g.20gb")), ("3g.20gb", None)]
+    assert resolve_targets("node01", facts, {"mig_parted_config": str(config), "config": "all-disabled"})[0].mig \
+        is False
+    with pytest.raises(GpuprovError, match="node01: mig.mig_parted_config: .* has no configuration 'nope'"):
+        resolve_targets("node01", facts, {"mig_parted_config": str(config), "config": "nope"})
