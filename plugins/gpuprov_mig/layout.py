@@ -340,6 +340,10 @@ def validate(layout: Layout, product: ProductProfiles) -> None:
         return
     wanted = layout.instances
     for w in wanted:
+        if not w.profile.starts:
+            raise LayoutError(f"{product.product}: {w.profile.name} has no known placement (neither the host's "
+                              f"`nvidia-smi mig -lgipp` nor gpuprov's catalogue lists one); its profiles are:\n"
+                              f"{product.describe()}")
         same = product.by_id(w.profile.id)
         if same is None or (same.size, same.starts) != (w.profile.size, w.profile.starts):
             raise LayoutError(f"{product.product} has no MIG profile {w.profile.name} (ID {w.profile.id}); its "
@@ -844,7 +848,7 @@ def _mp_filters(raw: Any, where: str) -> tuple[str, ...]:
         try:
             if len(parts) > 2:
                 raise ValueError
-            pairs = [_pci_pair(p) for p in parts]
+            pairs = [_pci_pair(hex(int(p.strip(), 0))) for p in parts]  # mig-parted: strconv.ParseUint(s, 0, 32)
         except ValueError:
             raise MigPartedConfigError(f"{where}: device-filter: {v!r} is not a PCI ID such as 0x20B010DE or "
                                        "0x20B010DE:0x134F10DE") from None

@@ -198,11 +198,13 @@ def _lookup(product: str) -> tuple[str, str] | None:
         name = " ".join(name.strip().lower().split())
         return name[7:] if name.startswith("nvidia ") else name
 
+    exact = " ".join(product.strip().lower().split())
     want = norm(product)
-    for key, entry in products_.items():
-        for spelling in (key, *entry.get("aliases", ())):
-            if norm(spelling) == want:
-                return spelling, key
+    for same in (lambda s: " ".join(s.lower().split()) == exact, lambda s: norm(s) == want):
+        for key, entry in products_.items():
+            for spelling in (key, *entry.get("aliases", ())):
+                if same(spelling):
+                    return spelling, key
     return None
 
 
