@@ -198,13 +198,15 @@ def _lookup(product: str) -> tuple[str, str] | None:
         name = " ".join(name.strip().lower().split())
         return name[7:] if name.startswith("nvidia ") else name
 
-    exact = " ".join(product.strip().lower().split())
-    want = norm(product)
-    for same in (lambda s: " ".join(s.lower().split()) == exact, lambda s: norm(s) == want):
+    def exact(name: str) -> str:
+        return " ".join(name.strip().lower().split())
+
+    for form in (exact, norm):  # an exact spelling first: "A100-SXM4-40GB" is an alias, not the key
+        want = form(product)
         for key, entry in products_.items():
             for spelling in (key, *entry.get("aliases", ())):
-                if same(spelling):
-                    return spelling, key
+                if form(spelling) == want:
+                    return str(spelling), str(key)
     return None
 
 
@@ -227,7 +229,7 @@ def product_for_pci_id(pci_id: str) -> str | None:
     want = normalise_pci_id(pci_id)
     for key, entry in _data()["products"].items():
         if want in (normalise_pci_id(p) for p in entry.get("pci_device_ids", ())):
-            return key
+            return str(key)
     return None
 
 

@@ -447,6 +447,15 @@ def test_keeps_as_many_as_still_fit() -> None:
     assert placements(plan.create) == [("3g.20gb", 4), ("1g.5gb", 1), ("1g.5gb", 2), ("1g.5gb", 3)]
 
 
+def test_among_equally_many_keeps_the_larger_instances() -> None:
+    p = product(A100)
+    two, ten, five = Placed(1, 14, 4, 2, (1,)), Placed(2, 15, 0, 2, (7,)), Placed(3, 19, 3, 1, (0,))
+    # two of the three can stay: 2g + 1g.10gb (4 slices) beats 2g + 1g.5gb (3 slices)
+    plan = plan_placements(p, parse_layout(["1g.10gb", "1g.5gb", "2 x 2g.10gb"], p), [two, ten, five])
+    assert plan.keep == (ten, two) and plan.destroy == (five,)
+    assert placements(plan.create) == [("2g.10gb", 2), ("1g.5gb", 6)]
+
+
 def test_a_different_compute_split_or_start_is_recreated() -> None:
     p = product(A100)
     split = Placed(1, 9, 4, 4, (0, 0, 0))
