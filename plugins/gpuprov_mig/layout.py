@@ -138,13 +138,16 @@ def _parse_item(item: Any, product: ProductProfiles) -> list[WantedInstance]:
     if isinstance(item, bool):
         raise LayoutError(f"{item!r} is not a MIG profile")
     if isinstance(item, int):
-        return [WantedInstance(_profile(product, item), None, _default_compute(_profile(product, item)))]
+        profile = _profile(product, item)
+        return [WantedInstance(profile, None, _default_compute(profile))]
     if isinstance(item, Mapping):
         return _parse_mapping(item, product)
     if not isinstance(item, str):
         raise LayoutError(f"{item!r} is not a MIG profile (write a name such as 3g.20gb, an ID, or a mapping with "
                           "profile:)")
     text = item.strip()
+    if text.lower().startswith("all-"):
+        raise LayoutError(f"{text!r}: a named layout is the whole layout (layout: {text}), not an item of a list")
     if "*" in text:
         raise LayoutError(f"{text!r}: write counts as 'N x PROFILE' (e.g. '2 x 1g.10gb')")
     m = _ITEM.match(text)
@@ -166,6 +169,11 @@ def _parse_item(item: Any, product: ProductProfiles) -> list[WantedInstance]:
 
 def _parse_mapping(item: Mapping[str, Any], product: ProductProfiles) -> list[WantedInstance]:
     unknown = set(item) - _MAPPING_KEYS
+    looks_like_profile = [k for k in unknown if isinstance(k, str) and product.by_name(k) is not None]
+    if looks_like_profile:
+        name = looks_like_profile[0]
+        raise LayoutError(f"{dict(item)!r}: YAML read '{name}: ...' as a mapping; write '{name}@START' for a "
+                          f"placement, or {{profile: {name}, compute: [1c, 2c]}} for compute instances")
     if unknown:
         raise LayoutError(f"{dict(item)!r}: unknown key(s) {', '.join(sorted(map(str, unknown)))} (a layout item "
                           f"mapping has {', '.join(sorted(_MAPPING_KEYS))})")

@@ -293,6 +293,9 @@ BAD_SPECS = [
     ([{"profile": "3g.20gb", "compute": ["2c", "2 x 1c"]}], "need 4 compute slices"),
     ([{"profile": "3g.20gb", "compute": ["5c"]}], "has no compute-instance profile '5c'; it offers 1c.3g.20gb"),
     ([{"profile": "3g.20gb", "cores": 3}], "unknown key\\(s\\) cores"),
+    ([{"3g.20gb": "3 x 1c"}], "YAML read '3g.20gb: ...' as a mapping; write '3g.20gb@START' for a placement, or "
+                              "\\{profile: 3g.20gb, compute: \\[1c, 2c\\]\\}"),
+    (["all-balanced"], "a named layout is the whole layout"),
     ([{"compute": ["1c"]}], "needs profile:"),
     ([{"profile": "3g.20gb", "count": 0}], "count: must be a whole number"),
     ([True], "not a MIG profile"),
