@@ -527,7 +527,8 @@ class Lab:
         package = str(Path(__file__).resolve().parents[1])
         for what, path in (("the gpuprov package", package), ("the Python interpreter", sys.executable)):
             hidden = private(os.path.realpath(path))
-            if hidden and hidden != "/usr/local/bin":  # /usr/local/bin stays visible under the host's overlay
+            # overlays keep what lies beneath visible; emptied paths get gpuprov's own code bound back
+            if hidden and hidden not in ("/usr/local/bin", "/etc/default", "/var/lib", "/var/log", "/tmp", "/run"):
                 raise LabError(
                     f"{what} at {path} is under {hidden}, which every lab host replaces with its own, "
                     "so the stand-ins could not run there; install gpuprov elsewhere (a venv in /opt)"
@@ -690,12 +691,17 @@ SetEnv GPUPROV_SIM_STATE={h.state_dir} GPUPROV_SIM_ROOT=/
         overlay("/usr/local/bin", f"{d}/shims:/usr/local/bin")
         for target in ("/etc/default", "/var/lib", "/var/log"):
             overlay(target, target)
-        for target, local in (
-            ("/etc/systemd/system", "etc-systemd-system"),
-            ("/run", "run"),
-            ("/tmp", "tmp"),
-        ):
+        emptied = (("/etc/systemd/system", "etc-systemd-system"), ("/run", "run"), ("/tmp", "tmp"))
+        # gpuprov itself (a checkout CI cloned under /tmp, say) must stay visible where the host empties a path:
+        # hold it aside before the path is replaced and bind it back afterwards.
+        kept = [path for path in _code_paths() if any(path == t or path.startswith(t + "/") for t, _ in emptied)]
+        for i, path in enumerate(kept):
+            hold = q(str(d / "fs" / f"keep{i}"))
+            lines += [f"mkdir -p {hold}", f"mount --bind {q(path)} {hold}"]
+        for target, local in emptied:
             lines.append(f"mount --bind {q(str(d / 'fs' / local))} {q(target)}")
+        for i, path in enumerate(kept):
+            lines += [f"mkdir -p {q(path)}", f"mount --bind {q(str(d / 'fs' / f'keep{i}'))} {q(path)}"]
         home = pwd.getpwuid(0).pw_dir or "/root"
         for dot in ("bashrc", "profile"):
             # bash sources ~/.bashrc for every command sshd runs: this machine's (pyenv, conda...) would slow
@@ -1048,6 +1054,14 @@ SetEnv GPUPROV_SIM_STATE={h.state_dir} GPUPROV_SIM_ROOT=/
 
 
 # ------------------------------------------------------------------------------------ teardown helpers
+
+
+def _code_paths() -> list[str]:
+    """Directories the stand-ins need inside a lab host: gpuprov's own tree and the Python installation."""
+    import sys
+
+    paths = {str(Path(__file__).resolve().parents[1]), os.path.realpath(sys.prefix)}
+    return sorted(paths)
 
 
 def _netns_inodes(names: Iterable[str]) -> dict[tuple[int, int], str]:
