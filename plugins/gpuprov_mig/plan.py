@@ -679,3 +679,41 @@ def _placed(gpu: Mapping[str, Any], product: ProductProfiles, layout: Layout, na
         wanted.append(TargetGi(c.profile.id, c.profile.name, c.start, c.profile.size,
                                None if default else tuple(ci.name for ci in c.compute)))
     return GpuTarget(True, tuple(wanted), name)
+
+
+# -- export ------------------------------------------------------------------------------------------------------
+
+def export_settings(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """A host's current MIG layouts as a play's ``mig:`` section, to paste into a playbook.
+
+    Each instance is written with its placement (``3g.40gb@4``) and compute split, so applying the section to the
+    same host plans nothing. GPUs with the same layout share ``layout:``; the others get ``devices:`` entries.
+    """
+    per_gpu: dict[int, Any] = {}
+    for gpu in (facts.get("mig") or {}).get("gpus") or ():
+        if not gpu["mig_capable"]:
+            continue
+        if not gpu["mig_current"]:
+            per_gpu[gpu["index"]] = "all-disabled"
+        elif not gpu["instances"]:
+            per_gpu[gpu["index"]] = "all-enabled"
+        else:
+            per_gpu[gpu["index"]] = [_export_instance(i) for i in
+                                     sorted(gpu["instances"], key=lambda i: (-i["placement"][1], i["placement"][0]))]
+    if not per_gpu:
+        return {}
+    values = list(per_gpu.values())
+    if all(v == values[0] for v in values):
+        return {"mig": {"layout": values[0]}}
+    common = max(values, key=values.count)
+    section: dict[str, Any] = {"layout": common}
+    section["devices"] = {i: v for i, v in per_gpu.items() if v != common}
+    return {"mig": section}
+
+
+def _export_instance(gi: Mapping[str, Any]) -> Any:
+    text = f"{gi['profile']}@{gi['placement'][0]}"
+    cis = [c["profile"] for c in gi.get("cis") or ()]
+    if len(cis) == 1 and _is_default_ci(cis[0]):
+        return text
+    return {"profile": gi["profile"], "start": gi["placement"][0], "compute": cis}

@@ -21,6 +21,7 @@ from gpuprov_mig.plan import (
     TargetGi,
     boot_files,
     diff_instances,
+    export_settings,
     layout_spec_for,
     plan_host,
     resolve_targets,
@@ -399,3 +400,16 @@ def test_mig_parted_config_import(fixtures_dir: Path, tmp_path: Path) -> None:
         is False
     with pytest.raises(GpuprovError, match="node01: mig.mig_parted_config: .* has no configuration 'nope'"):
         resolve_targets("node01", facts, {"mig_parted_config": str(config), "config": "nope"})
+
+
+def test_export_round_trips_to_an_empty_plan(fixtures_dir: Path, templates: Templates) -> None:
+    facts = capture_facts(fixtures_dir)
+    section = export_settings(facts)
+    assert section == {"mig": {"layout": [
+        "4g.20gb@0",
+        {"profile": "2g.10gb", "start": 4, "compute": ["1c.2g.10gb", "1c.2g.10gb"]},
+        "1g.5gb@6",
+    ]}}
+    settings = {"enabled": True, "reset": "auto", "boot_unit": False, **section["mig"]}
+    targets = resolve_targets("node01", facts, settings)
+    assert plan_host("node01", facts, settings, copy.deepcopy(facts), templates, targets) == []
