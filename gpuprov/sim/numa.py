@@ -65,7 +65,7 @@ from typing import Any
 from .commands import stand_in
 from .host import ROOT_ENV, Result, SimHost
 from .machine import Gpu, Machine, NumaNode
-from .sysfs import format_list, node_free_mb, parse_list
+from .sysfs import format_list, node_free_mb, parse_list, runs
 
 __all__ = [
     "CPU_MODELS",
@@ -1144,20 +1144,9 @@ numactl.reads_stdin = _reads_stdin  # type: ignore[attr-defined]
 
 def lscpu_list(ids: Iterable[int]) -> str:
     """util-linux's ``cpulist_create``: ranges of three or more (``0-63``), a pair as ``0,1``."""
-    values = sorted(set(ids))
     parts: list[str] = []
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
-            j += 1
-        if j == i:
-            parts.append(str(values[i]))
-        elif j == i + 1:
-            parts += [str(values[i]), str(values[j])]
-        else:
-            parts.append(f"{values[i]}-{values[j]}")
-        i = j + 1
+    for a, b in runs(ids):
+        parts += [str(a)] if a == b else [str(a), str(b)] if b == a + 1 else [f"{a}-{b}"]
     return ",".join(parts)
 
 

@@ -85,19 +85,22 @@ _STAMP = "sysfs.stamp"
 # ----------------------------------------------------------------------------------------------- formats
 
 
+def runs(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Consecutive runs ``(first, last)`` of a set of ids, in order: what every range-list printer starts from."""
+    values = sorted(set(ids))
+    result: list[tuple[int, int]] = []
+    for value in values:
+        if result and value == result[-1][1] + 1:
+            result[-1] = (result[-1][0], value)
+        else:
+            result.append((value, value))
+    return result
+
+
 def format_list(ids: Iterable[int]) -> str:
     """A kernel range list (``bitmap_print_to_pagebuf(true, …)``): ``0-3,8,252-255``; every run of two or more
     is a range (``0-1``), unlike lscpu, which prints a pair as ``0,1``."""
-    values = sorted(set(ids))
-    parts: list[str] = []
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
-            j += 1
-        parts.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
-        i = j + 1
-    return ",".join(parts)
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs(ids))
 
 
 def parse_list(text: str) -> list[int]:
