@@ -614,6 +614,16 @@ def _nvml_gpu(nvml: Any, index: int, handle: Any) -> GpuRecord:
     )
 
 
+def _listed(nvml: Any, func: Any, handle: Any, key: Any, ctype: str, capacity: int) -> list[Any]:
+    """Call one of NVML's list functions the way pynvml exposes them: into a caller-made array plus a count."""
+    import ctypes
+
+    array = (getattr(nvml, ctype) * max(capacity, 1))()
+    count = ctypes.c_uint(0)
+    func(handle, key, array, ctypes.byref(count))
+    return [array[i] for i in range(count.value)]
+
+
 def _profile_name(info: Any) -> str:
     return _text(getattr(info, "name", "")).removeprefix("MIG ").strip()
 
@@ -639,20 +649,27 @@ def _nvml_mig(nvml: Any, index: int, handle: Any, profiles: list[ProfileRow],
         name = _profile_name(info)
         found.append((info, name, free))
         try:
-            possible = nvml.nvmlDeviceGetGpuInstancePossiblePlacements(handle, info.id)
+            possible = _listed(nvml, nvml.nvmlDeviceGetGpuInstancePossiblePlacements, handle, info.id,
+                               "c_nvmlGpuInstancePlacement_t", 16)
             placements[(index, int(info.id))] = tuple((int(p.start), int(p.size)) for p in possible)
         except error:
             pass
-        for gi_handle in nvml.nvmlDeviceGetGpuInstances(handle, info.id):
+        for gi_handle in _listed(nvml, nvml.nvmlDeviceGetGpuInstances, handle, info.id, "c_nvmlGpuInstance_t",
+                                 int(info.instanceCount)):
             gi_info = nvml.nvmlGpuInstanceGetInfo(gi_handle)
             gis.append(GiRow(index, name, int(info.id), int(gi_info.id), int(gi_info.placement.start),
                              int(gi_info.placement.size)))
+            seen_ci: set[int] = set()
             for ci_slot in range(ci_count):
                 try:
                     ci_profile = nvml.nvmlGpuInstanceGetComputeInstanceProfileInfoV(gi_handle, ci_slot, 0)
                 except error:
                     continue
-                for ci_handle in nvml.nvmlGpuInstanceGetComputeInstances(gi_handle, ci_profile.id):
+                if int(ci_profile.id) in seen_ci:
+                    continue
+                seen_ci.add(int(ci_profile.id))
+                for ci_handle in _listed(nvml, nvml.nvmlGpuInstanceGetComputeInstances, gi_handle, ci_profile.id,
+                                         "c_nvmlComputeInstance_t", int(ci_profile.instanceCount)):
                     ci_info = nvml.nvmlComputeInstanceGetInfo(ci_handle)
                     cis.append(CiRow(index, int(gi_info.id), _profile_name(ci_profile), int(ci_profile.id),
                                      int(ci_info.id), int(ci_info.placement.start), int(ci_info.placement.size)))
