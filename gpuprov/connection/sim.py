@@ -39,17 +39,22 @@ def sim_host_for(host: Host) -> SimHost:
     return sim
 
 
+def login_env(sim: SimHost) -> dict[str, str]:
+    """root's login environment on a simulated host, as sshd would give it, plus where the host's state lives."""
+    return {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "USER": "root",
+        "GPUPROV_SIM_STATE": str(sim.state_dir),
+        "GPUPROV_SIM_ROOT": str(sim.root),
+    }
+
+
 class SimConnection(Connection):
     def __init__(self, host: Host) -> None:
         self.host_name = host.name
         self.sim = sim_host_for(host)
-        self.env = {
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": "/root",
-            "USER": "root",
-            "GPUPROV_SIM_STATE": str(self.sim.state_dir),
-            "GPUPROV_SIM_ROOT": str(self.sim.root),
-        }
+        self.env = login_env(self.sim)
 
     def run(self, command: str, *, stdin: str | None = None, timeout: float | None = None) -> Result:
         from ..sim.shell import run_line
