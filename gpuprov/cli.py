@@ -55,7 +55,8 @@ class Context:
     def __init__(self, inventories: Sequence[str], extra_plugins: Sequence[str], json_output: bool,
                  forks: int = 10, connect_timeout: float | None = None, command_timeout: float | None = None,
                  accept_new_host_keys: bool = False, ask_become_pass: bool = False, force: bool = False,
-                 template_dirs: Sequence[str] = (), limit: str | None = None, **_: Any) -> None:
+                 template_dirs: Sequence[str] = (), limit: str | None = None, progress_to_stderr: bool = False,
+                 **_: Any) -> None:
         from .inventory import load_inventory
         from .plugins import Plugins
         from .report import make_reporter
@@ -68,7 +69,8 @@ class Context:
         become = None
         if ask_become_pass:
             become = click.prompt("BECOME password", hide_input=True, err=True)
-        self.reporter = make_reporter(json_output)
+        # a command whose stdout is a document (export) keeps its progress lines apart from it
+        self.reporter = make_reporter(json_output, sys.stderr if progress_to_stderr and not json_output else None)
         options = RunOptions(forks=forks, force=force, accept_new_host_keys=accept_new_host_keys,
                              connect_timeout=connect_timeout, command_timeout=command_timeout,
                              become_password=become, template_dirs=tuple(template_dirs))
@@ -299,6 +301,66 @@ def render(playbook: str, out: str, **kw: Any) -> None:
     _exit(outcomes, plan_mode=False)
 
 
+def _export(pattern: str, sections: Sequence[str], kw: dict[str, Any]) -> None:
+    import yaml
+
+    ctx = Context(**kw, progress_to_stderr=True)
+    try:
+        outcomes = ctx.runner.run_facts(ctx.select(pattern))
+        ctx.reporter.close()
+        groups: dict[str, tuple[list[str], dict[str, Any]]] = {}
+        for name, outcome in outcomes.items():
+            if not outcome.facts:
+                continue
+            part = ctx.plugins.export(ctx.inventory.hosts[name], outcome.facts, sections)
+            if part:
+                key = json.dumps(part, sort_keys=True)
+                groups.setdefault(key, ([], part))[0].append(name)
+        plays = [{"name": f"as detected on {len(names)} host(s)", "hosts": ":".join(names), **part}
+                 for names, part in groups.values()]
+        failed = {o.host: o for o in outcomes.values() if o.status.value in ("failed", "unreachable")}
+        if failed:
+            ctx.reporter.recap(failed)
+    finally:
+        ctx.close()
+    if plays:
+        click.echo(yaml.safe_dump(plays, sort_keys=False, default_flow_style=None, width=100), nl=False)
+    _exit(outcomes, plan_mode=False)
+
+
+@cli.command()
+@_common
+@click.option("--section", "sections", multiple=True, metavar="NAME", help="Only this playbook section (repeatable).")
+@click.argument("pattern", default="all")
+def export(pattern: str, sections: tuple[str, ...], **kw: Any) -> None:
+    """Print the hosts as they are now as a playbook (hosts with the same state share a play).
+
+    A play of that playbook plans nothing on the hosts it came from: start a playbook from the machines you have.
+    Each plugin section also has its own command, e.g. `gpuprov mig export`.
+
+    \b
+    Example:
+      gpuprov export -i inventory.example infer > current.yml
+      gpuprov mig export -i inventory.example infer01
+    """
+    _export(pattern, sections, kw)
+
+
+def _section_export(section: str) -> click.Command:
+    @click.group(name=section, help=f"Commands of the {section}: section's plugin.")
+    def group() -> None:
+        pass
+
+    @group.command("export", help=f"Print the hosts' current state as a `{section}:` section to paste into a "
+                                  f"playbook.\n\n\b\nExample:\n  gpuprov {section} export -i inventory.example all")
+    @_common
+    @click.argument("pattern", default="all")
+    def section_export(pattern: str, **kw: Any) -> None:
+        _export(pattern, (section,), kw)
+
+    return group
+
+
 @cli.command()
 @click.option("-i", "--inventory", "inventories", multiple=True, required=True, metavar="PATH")
 @click.option("--list", "as_list", is_flag=True, help="All groups and host variables, as `ansible-inventory --list`.")
@@ -359,8 +421,18 @@ def _mount_optional_groups() -> None:
     try:
         from .sim.cli import sim
     except ImportError:
-        return
-    cli.add_command(sim)
+        pass
+    else:
+        cli.add_command(sim)
+    from .plugins import Plugins
+
+    try:
+        plugins = Plugins.load()
+    except GpuprovError:
+        return  # the command itself loads the plugins again and reports what is wrong
+    for section in plugins.exporting_sections():
+        if section not in cli.commands:
+            cli.add_command(_section_export(section))
 
 
 def _write_retry(playbook: str, bad: dict[str, Any], ctx: Context) -> None:

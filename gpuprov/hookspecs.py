@@ -108,5 +108,15 @@ def gpuprov_facts_view(host: Host, facts: Mapping[str, Any]) -> Sequence[tuple[s
     """Tables for ``gpuprov facts``: ``(title, column names, rows)`` built from this plugin's facts."""
 
 
+@hookspec
+def gpuprov_export(host: Host, facts: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """This plugin's playbook section describing ``host`` as it is now, for ``gpuprov export``.
+
+    Called per host after detect. Return ``{section: settings}`` (e.g. ``{"mig": {"layout": [...]}}``) such that a
+    play with that section plans nothing on the same host, or ``None`` when the plugin has nothing to say about
+    it. Users start a playbook from what their machines already are, instead of typing it.
+    """
+
+
 ALL_HOOKS = (gpuprov_settings_schema, gpuprov_probe, gpuprov_facts, gpuprov_plan, gpuprov_apply, gpuprov_verify,
-             gpuprov_template_dirs, gpuprov_facts_view)
+             gpuprov_template_dirs, gpuprov_facts_view, gpuprov_export)

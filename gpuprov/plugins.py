@@ -217,6 +217,21 @@ class Plugins:
         return tables
 
 
+    def export(self, host: Host, facts: Mapping[str, Any], sections: Sequence[str] = ()) -> dict[str, Any]:
+        """The playbook sections that describe ``host`` as it is (only ``sections``, when given)."""
+        out: dict[str, Any] = {}
+        for info in self.ordered:
+            section = self.section_of(info.name)
+            if sections and section not in sections:
+                continue
+            out.update(self._call_one(info.name, "gpuprov_export", host=host, facts=facts) or {})
+        return out
+
+    def exporting_sections(self) -> list[str]:
+        """Sections whose plugin implements ``gpuprov_export`` (each gets a ``gpuprov SECTION export`` command)."""
+        return [s for i in self.ordered if "gpuprov_export" in i.hooks and (s := self.section_of(i.name))]
+
+
 def _version_of(module: Any) -> str:
     version = getattr(module, "__version__", None)
     if version:

@@ -27,9 +27,8 @@ from . import facts as _facts
 from . import plan as _plan
 
 if TYPE_CHECKING:
-    from gpuprov.inventory import Host
-
     from gpuprov.connection import Connection
+    from gpuprov.inventory import Host
     from gpuprov.plan import Change
     from gpuprov.render import Templates
 
@@ -116,6 +115,11 @@ def gpuprov_facts_view(facts: Mapping[str, Any]) -> list[tuple[str, Sequence[str
     driver = (facts.get("mig") or {}).get("driver")
     title = "MIG" + (f" (driver {driver})" if driver else "")
     return [(title, ("GPU", "product", "MIG mode", "instances"), rows)]
+
+
+@hookimpl
+def gpuprov_export(facts: Mapping[str, Any]) -> dict[str, Any]:
+    return _plan.export_settings(facts)
 
 
 @hookimpl
