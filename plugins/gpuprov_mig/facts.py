@@ -581,8 +581,12 @@ def _nvml_gpu(nvml: Any, index: int, handle: Any) -> GpuRecord:
     except error:
         compute_mode = "Default"
     processes: dict[int, Process] = {}
+    # MPS clients are listed apart from other compute processes; nvidia-smi shows them as "M+C"
     for getter, kind in ((nvml.nvmlDeviceGetComputeRunningProcesses, "C"),
-                         (nvml.nvmlDeviceGetGraphicsRunningProcesses, "G")):
+                         (nvml.nvmlDeviceGetGraphicsRunningProcesses, "G"),
+                         (getattr(nvml, "nvmlDeviceGetMPSComputeRunningProcesses", None), "M+C")):
+        if getter is None:
+            continue
         try:
             found = getter(handle)
         except error:
