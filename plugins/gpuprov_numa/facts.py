@@ -72,13 +72,15 @@ def files_probe(globs: Sequence[str]) -> str:
 
 
 def _glob_word(pattern: str) -> str:
-    """A glob with its fixed part quoted: ``/usr/local/bin/*`` -> ``'/usr/local/bin'/*``."""
-    head, sep, tail = pattern.rpartition("/")
-    if "*" in head or not sep:
-        raise ValueError(f"only the last part of a managed-file pattern may hold a glob: {pattern!r}")
-    if re.search(r"[^*A-Za-z0-9@._-]", tail):
+    """A glob with its fixed leading directories quoted: ``/usr/local/bin/*`` -> ``'/usr/local/bin'/*``."""
+    parts = pattern.split("/")
+    first = next((i for i, p in enumerate(parts) if "*" in p), len(parts))
+    head, tail = "/".join(parts[:first]), "/".join(parts[first:])
+    if re.search(r"[^*A-Za-z0-9@._/-]", tail):
         raise ValueError(f"unexpected character in a managed-file pattern: {pattern!r}")
-    return f"{shlex.quote(head)}/{tail}"
+    if not tail:
+        return shlex.quote(head)
+    return f"{shlex.quote(head)}/{tail}" if head else tail
 
 
 def managed_globs(settings: Mapping[str, Any]) -> list[str]:
