@@ -35,6 +35,10 @@ PRODUCTS: dict[str, tuple[int, bool]] = {
     "NVIDIA GH200 480GB": (97871, True),
     "NVIDIA L40S": (46068, False),
     "Tesla T4": (15360, False),
+    # boards of the nvidia-smi report captures (fixtures/nvidia-smi-xml)
+    "NVIDIA GH200 120GB": (97871, True),
+    "Tesla P100-PCIE-16GB": (16384, False),
+    "NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition": (97887, False),
 }
 
 
@@ -132,7 +136,7 @@ def new_machine(preset: str | None = None, gpu: str | None = None, count: int | 
         serial = str(int.from_bytes(_digest("serial", hostname, seed, str(i))[:6], "big") % 10**13).zfill(13)
         gpus.append(Gpu(index=i, product=product, uuid=_uuid("GPU", "gpu", hostname, seed, str(i)), serial=serial,
                         bus_id=f"00000000:{bus[i]}", numa_node=gpu_nodes[i], memory_mib=memory))
-    machine = Machine(hostname=hostname, driver_version=driver or DEFAULT_DRIVER, cuda_version=DEFAULT_CUDA,
+    machine = Machine(hostname=hostname, driver_version=driver or DEFAULT_DRIVER, cuda_version=_cuda_for(driver),
                       gpus=gpus, numa_nodes=nodes, preset=preset)
     machine.cpu_model, machine.cpu_sockets = cpu_model, sockets
     if numa_topology:
@@ -140,6 +144,13 @@ def new_machine(preset: str | None = None, gpu: str | None = None, count: int | 
 
         apply_topology(machine, numa_topology)
     return machine
+
+
+def _cuda_for(driver: str | None) -> str:
+    """The CUDA version the driver's branch reports (510.47.03: 11.6, 590.48.01: 13.1)."""
+    from .nvidia_smi_report import cuda_version
+
+    return (cuda_version(driver) if driver else None) or DEFAULT_CUDA
 
 
 def mig_capable(product: str) -> bool:

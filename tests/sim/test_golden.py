@@ -13,6 +13,12 @@ Each case is a YAML file under ``tests/sim/cases/<tool>/``::
     compare: exact                         # exact | lines
     lines: ["^\\|   0  MIG"]               # for compare: lines — only lines matching one of these regexes
     fixture_lines: [3, 12]                 # optional: 1-based inclusive range of the fixture to compare
+    state:                                 # optional: state no command can set (a capture's layout, processes)
+      machine: {passthrough_vm: true}      #   Machine attributes
+      gpus: [{index: 0, mig_current: true, gpu_instances: [{id: 1, profile_id: 9, start: 4, size: 4,
+              compute_instances: [{id: 0, profile_id: 2, start: 0, size: 3, uuid: MIG-...}]}]}]
+      processes: [{pid: 17480, name: ./saxpy, gpu: 0, gi: 1, ci: 0, used_memory_mib: 8413}]
+    indent: ignore                         # for compare: lines — a source that re-indented the text
 
 Only values that identify one particular card are normalised (UUIDs, serials, bus ids, dates); everything else must
 match byte for byte.
@@ -51,6 +57,23 @@ def normalise(text: str) -> str:
     return text
 
 
+def apply_state(machine: Any, state: dict[str, Any]) -> None:
+    """Put a case's direct ``state`` into the machine (see the module docstring)."""
+    from gpuprov.sim.machine import ComputeInstance, GpuInstance, Process
+
+    for key, value in (state.get("machine") or {}).items():
+        setattr(machine, key, value)
+    for spec in state.get("gpus") or []:
+        spec = dict(spec)
+        gpu = machine.gpu(spec.pop("index"))
+        for gi in spec.pop("gpu_instances", None) or []:
+            cis = [ComputeInstance(**ci) for ci in gi.get("compute_instances", [])]
+            gpu.gpu_instances.append(GpuInstance(**{**gi, "compute_instances": cis}))
+        for key, value in spec.items():
+            setattr(gpu, key, value)
+    machine.processes.extend(Process(**p) for p in state.get("processes") or [])
+
+
 def _cases() -> list[Path]:
     return sorted(CASES.rglob("*.yaml"))
 
@@ -73,7 +96,9 @@ def test_golden(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
         first, last = case["fixture_lines"]
         expected = "".join(expected.splitlines(keepends=True)[first - 1 : last])
     host = SimHost(tmp_path / "host")
-    host.save(new_machine(**case.get("host", {})))
+    machine = new_machine(**case.get("host", {}))
+    apply_state(machine, case.get("state") or {})
+    host.save(machine)
     allow_fail = set(case.get("allow_fail", []))
     for step in case.get("setup", []):
         result = run(host, step)
@@ -87,7 +112,8 @@ def test_golden(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
         patterns = [re.compile(p) for p in case["lines"]]
 
         def keep(text: str) -> list[str]:
-            return [line.rstrip() for line in text.splitlines() if any(p.search(line) for p in patterns)]
+            strip = str.strip if case.get("indent") == "ignore" else str.rstrip
+            return [strip(line) for line in text.splitlines() if any(p.search(line) for p in patterns)]
 
         assert keep(actual) == keep(expected)
         assert keep(expected), f"{case_file.name}: the line patterns match nothing in the fixture"

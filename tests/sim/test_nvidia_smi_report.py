@@ -1,0 +1,215 @@
+"""The nvidia-smi stand-in's full reports against the captures, and gpuprov's own parsers against the reports.
+
+Three kinds of check:
+
+- the golden cases of ``cases/nvidia-smi-report/`` (the format of ``test_golden.py``), run through
+  :func:`gpuprov.sim.nvidia_smi_report.report` here while they are ``.yml``;
+- structure: for each ``-q -x`` capture, the simulator put into the capture's state prints the same elements in
+  the same order and nesting (the telemetry may differ, the layout may not), and the same text in every element
+  gpuprov or a person reads while provisioning;
+- round trip: the MIG plugin's parser (``plugins/gpuprov_mig/facts.py``) reads the simulator's XML into exactly
+  the machine's state.
+"""
+
+from __future__ import annotations
+
+import shlex
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_golden import apply_state, normalise
+
+from gpuprov.sim.host import SimHost
+from gpuprov.sim.machine import ComputeInstance, GpuInstance, Machine, Process
+from gpuprov.sim.nvidia_smi_report import report
+from gpuprov.sim.presets import new_machine
+
+CASES = Path(__file__).parent / "cases" / "nvidia-smi-report"
+
+
+def _host(tmp_path: Path, case: dict[str, Any]) -> SimHost:
+    host = SimHost(tmp_path / "host")
+    machine = new_machine(**case.get("host", {}))
+    apply_state(machine, case.get("state") or {})
+    host.save(machine)
+    return host
+
+
+def _keep(text: str, case: dict[str, Any]) -> list[str]:
+    import re
+
+    patterns = [re.compile(p) for p in case["lines"]]
+    strip = str.strip if case.get("indent") == "ignore" else str.rstrip
+    return [strip(line) for line in text.splitlines() if any(p.search(line) for p in patterns)]
+
+
+@pytest.mark.parametrize("case_file", sorted(CASES.glob("*.yml")), ids=lambda p: p.stem)
+def test_report_case(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
+    case = yaml.safe_load(case_file.read_text())
+    host = _host(tmp_path, case)
+    argv = shlex.split(case["command"])
+    result = report(host, argv, {})
+    assert result.exit_code == case.get("exit_code", 0), result.stdout
+    expected = normalise((fixtures_dir / case["fixture"]).read_text())
+    actual = normalise(result.stdout)
+    if case.get("compare", "exact") == "lines":
+        assert _keep(expected, case), "the line patterns match nothing in the fixture"
+        assert _keep(actual, case) == _keep(expected, case)
+    else:
+        assert actual == expected
+
+
+# ------------------------------------------------------------------------------------------------ XML structure
+
+XML_CASES = {
+    "a100-sxm4-40gb-510.47.03_q-x_mig-enabled.xml": "q-x_a100-sxm4-40gb-510-mig-enabled.yml",
+    "tesla-p100-pcie-16gb-510.47.03_q-x.xml": "q-x_tesla-p100-510.yml",
+    "tesla-t4-515.105.01_q-x.xml": "q-x_tesla-t4-515-processes.yml",
+    "rtx-pro-6000-blackwell-maxq-590.44.01_q-x.xml": "q-x_rtx-pro-6000-590.yml",
+}
+
+# Elements whose text is state, not telemetry: what gpuprov's parsers and a person provisioning read.
+STATE_PATHS = (
+    "driver_version", "cuda_version", "attached_gpus",
+    "gpu/product_name", "gpu/product_brand", "gpu/product_architecture", "gpu/persistence_mode",
+    "gpu/mig_mode/current_mig", "gpu/mig_mode/pending_mig", "gpu/minor_number",
+    "gpu/gpu_virtualization_mode/virtualization_mode", "gpu/pci/pci_bus", "gpu/pci/pci_device",
+    "gpu/pci/pci_domain", "gpu/pci/pci_device_id", "gpu/pci/pci_bus_id", "gpu/compute_mode",
+    "gpu/fb_memory_usage/total",
+)
+MIG_PATHS = ("index", "gpu_instance_id", "compute_instance_id", "device_attributes/shared/multiprocessor_count",
+             "device_attributes/shared/copy_engine_count", "device_attributes/shared/encoder_count",
+             "device_attributes/shared/decoder_count", "device_attributes/shared/ofa_count",
+             "device_attributes/shared/jpg_count")
+PROCESS_PATHS = ("gpu_instance_id", "compute_instance_id", "pid", "type", "process_name", "used_memory")
+
+
+def _skeleton(root: ET.Element) -> list[str]:
+    """Every element as its path, in document order; the supported-clocks table (per board) is left out."""
+    out: list[str] = []
+
+    def walk(node: ET.Element, path: str) -> None:
+        for child in node:
+            here = f"{path}/{child.tag}"
+            out.append(here)
+            if child.tag != "supported_clocks":
+                walk(child, here)
+
+    walk(root, root.tag)
+    return out
+
+
+def _sim_xml(tmp_path: Path, case_name: str) -> str:
+    case = yaml.safe_load((CASES / case_name).read_text())
+    result = report(_host(tmp_path, case), ["nvidia-smi", "-q", "-x"], {})
+    assert result.exit_code == 0
+    return result.stdout
+
+
+@pytest.mark.parametrize("capture", sorted(XML_CASES))
+def test_xml_layout_and_state_fields(capture: str, fixtures_dir: Path, tmp_path: Path) -> None:
+    expected = ET.fromstring((fixtures_dir / "nvidia-smi-xml" / "xml" / capture).read_text())
+    text = _sim_xml(tmp_path, XML_CASES[capture])
+    actual = ET.fromstring(text)
+    assert _skeleton(actual) == _skeleton(expected)
+    for path in STATE_PATHS:
+        assert (actual.findtext(path) or "").strip() == (expected.findtext(path) or "").strip(), path
+    pairs = list(zip(actual.iter("mig_device"), expected.iter("mig_device"), strict=True))
+    for mine, theirs in pairs:
+        for path in MIG_PATHS:
+            assert mine.findtext(path) == theirs.findtext(path), f"mig_device/{path}"
+    for mine, theirs in zip(actual.iter("process_info"), expected.iter("process_info"), strict=True):
+        for path in PROCESS_PATHS:
+            assert mine.findtext(path) == theirs.findtext(path), f"process_info/{path}"
+    assert text.startswith('<?xml version="1.0" ?>\n<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v1')
+    dtd = capture_dtd(fixtures_dir, capture)
+    assert text.splitlines()[1] == f'<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v{dtd}.dtd">'
+    assert "\n\t<gpu id=" in text and text.endswith("\t</gpu>\n\n</nvidia_smi_log>\n")
+
+
+def capture_dtd(fixtures_dir: Path, capture: str) -> str:
+    line = (fixtures_dir / "nvidia-smi-xml" / "xml" / capture).read_text().splitlines()[1]
+    return line.split("nvsmi_device_v", 1)[1].split(".dtd", 1)[0]
+
+
+@pytest.mark.xfail(strict=True, reason="gpuprov/sim/migprofiles data: A100-40GB 3g.20gb is 19968 MiB on 510.47.03 "
+                   "(this capture), the profile data switches to 20096 MiB from 510 on")
+def test_xml_mig_device_memory_a100_510(fixtures_dir: Path, tmp_path: Path) -> None:
+    capture = "a100-sxm4-40gb-510.47.03_q-x_mig-enabled.xml"
+    expected = ET.fromstring((fixtures_dir / "nvidia-smi-xml" / "xml" / capture).read_text())
+    actual = ET.fromstring(_sim_xml(tmp_path, XML_CASES[capture]))
+    assert [d.findtext("fb_memory_usage/total") for d in actual.iter("mig_device")] == \
+        [d.findtext("fb_memory_usage/total") for d in expected.iter("mig_device")]
+
+
+# ------------------------------------------------------------------------------------------------ round trip
+
+
+def _dgx_a100_with_mig() -> Machine:
+    """A DGX A100 with three differently split GPUs, a pending mode change, MPS-style processes and a
+    non-default compute mode: every field the MIG facts carry differs somewhere."""
+    m = new_machine(preset="dgx-a100", hostname="infer01")
+    g0, g1, g3 = m.gpu(0), m.gpu(1), m.gpu(3)
+    g0.mig_current = g0.mig_pending = True
+    g0.gpu_instances = [
+        GpuInstance(1, 9, 4, 4, [ComputeInstance(0, 2, 0, 3, "MIG-aaaaaaaa-0000-5000-8000-000000000001")]),
+        GpuInstance(2, 9, 0, 4, [ComputeInstance(0, 0, 0, 1, "MIG-aaaaaaaa-0000-5000-8000-000000000002"),
+                                 ComputeInstance(1, 1, 1, 2, "MIG-aaaaaaaa-0000-5000-8000-000000000003")]),
+    ]
+    g1.mig_current = g1.mig_pending = True
+    g1.gpu_instances = [GpuInstance(i + 7, 19, i, 1, [ComputeInstance(0, 0, 0, 1, f"MIG-bbbbbbbb-0000-5000-8000-"
+                                                                                  f"00000000000{i}")])
+                        for i in range(7)]
+    g3.mig_pending = True  # enabled, waiting for a reset
+    m.gpu(5).compute_mode = "Exclusive_Process"
+    m.processes += [Process(4101, "./bin/BlackScholes", 0, 2, 1, "M+C", 326),
+                    Process(4100, "nvidia-cuda-mps-server", 0, 2, 1, "C", 30),
+                    Process(4200, "python", 1, 9, 0, "C", 4000),
+                    Process(4300, "python", 4, None, None, "C", 20000)]
+    return m
+
+
+def test_mig_facts_parse_the_state(tmp_path: Path) -> None:
+    from gpuprov_mig.facts import parse_query_xml
+
+    machine = _dgx_a100_with_mig()
+    host = SimHost(tmp_path / "h")
+    host.save(machine)
+    record = parse_query_xml(report(host, ["nvidia-smi", "-q", "-x"], {}).stdout)
+    assert record.driver == machine.driver_version and record.cuda == machine.cuda_version
+    assert [g.index for g in record.gpus] == [g.index for g in machine.gpus]
+    for parsed, gpu in zip(record.gpus, machine.gpus, strict=True):
+        assert (parsed.product, parsed.uuid, parsed.bus_id) == (gpu.product, gpu.uuid, gpu.bus_id)
+        assert (parsed.mig_capable, parsed.mig_current, parsed.mig_pending) == (True, gpu.mig_current,
+                                                                                gpu.mig_pending)
+        assert parsed.compute_mode == gpu.compute_mode and parsed.memory_mib == gpu.memory_mib
+        assert parsed.pci_device_id == "0x20B210DE" and parsed.architecture == "Ampere"
+        assert parsed.virtualization == "None"
+        ids = sorted((gi.id, ci.id) for gi in gpu.gpu_instances for ci in gi.compute_instances)
+        assert list(parsed.mig_device_ids) == [(n, gi, ci) for n, (gi, ci) in enumerate(ids)]
+        procs = sorted((p.pid, p.name, p.type, p.used_memory_mib, p.gi, p.ci)
+                       for p in machine.processes if p.gpu == gpu.index)
+        assert sorted((p.pid, p.name, p.type, p.used_memory_mib, p.gi, p.ci) for p in parsed.processes) == procs
+
+
+def test_selection_and_errors(tmp_path: Path) -> None:
+    machine = _dgx_a100_with_mig()
+    host = SimHost(tmp_path / "h")
+    host.save(machine)
+
+    def gpus_of(*args: str) -> list[str]:
+        result = report(host, ["nvidia-smi", "-q", "-x", *args], {})
+        assert result.exit_code == 0, result.stdout
+        return [g.get("id") or "" for g in ET.fromstring(result.stdout).iter("gpu")]
+
+    bus = [g.bus_id for g in machine.gpus]
+    assert gpus_of("-i", "1") == [bus[1]]
+    assert gpus_of("-i", "0,3") == [bus[0], bus[3]]
+    assert gpus_of("--id=" + machine.gpu(6).uuid) == [bus[6]]
+    assert gpus_of("-i", bus[2].lower()[4:]) == [bus[2]]  # 4-digit domain, lower case
+    missing = report(host, ["nvidia-smi", "-q", "-x", "-i", "8"], {})
+    assert (missing.stdout, missing.exit_code) == ("No devices were found\n", 6)
+    assert report(host, ["nvidia-smi", "-x"], {}).exit_code == 2
