@@ -205,6 +205,7 @@ class Shown:
     nodebind: tuple[int, ...]
     membind: tuple[int, ...]
     preferred_nodes: tuple[int, ...] = ()
+    interleave: tuple[int, ...] = ()  # interleavemask: (only under an interleave policy)
 
 
 # -- parsers -----------------------------------------------------------------------------------------------------
@@ -343,7 +344,7 @@ def parse_numactl_show(text: str) -> Shown:
         return tuple(parse_cpulist(values.get(key, ""), f"numactl --show: {key}"))
 
     return Shown(values["policy"], values.get("preferred node", ""), ids("physcpubind"), ids("cpubind"),
-                 ids("nodebind"), ids("membind"), ids("preferred"))
+                 ids("nodebind"), ids("membind"), ids("preferred"), ids("interleavemask"))
 
 
 def _lscpu_fields(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
