@@ -47,6 +47,7 @@ _NORMALISE = [
     (re.compile(r"\b[0-9A-Fa-f]{4}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9]\b"), "<busid>"),
     (re.compile(r"^(Timestamp\s*:\s*|<timestamp>).*$", re.M), r"\1<date>"),
     (re.compile(r"^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\s*$", re.M), "<date>"),
+    (re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3}(?=, )", re.M), "<date>"),  # --query-* csv timestamp
     (re.compile(r"(Serial Number\s*:\s*|<serial>)\d+"), r"\1<serial>"),
 ]
 

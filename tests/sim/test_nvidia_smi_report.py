@@ -78,7 +78,7 @@ STATE_PATHS = (
     "gpu/mig_mode/current_mig", "gpu/mig_mode/pending_mig", "gpu/minor_number",
     "gpu/gpu_virtualization_mode/virtualization_mode", "gpu/pci/pci_bus", "gpu/pci/pci_device",
     "gpu/pci/pci_domain", "gpu/pci/pci_device_id", "gpu/pci/pci_bus_id", "gpu/compute_mode",
-    "gpu/fb_memory_usage/total",
+    "gpu/fb_memory_usage/total", "gpu/uuid", "gpu/serial",
 )
 MIG_PATHS = ("index", "gpu_instance_id", "compute_instance_id", "device_attributes/shared/multiprocessor_count",
              "device_attributes/shared/copy_engine_count", "device_attributes/shared/encoder_count",
@@ -213,3 +213,48 @@ def test_selection_and_errors(tmp_path: Path) -> None:
     missing = report(host, ["nvidia-smi", "-q", "-x", "-i", "8"], {})
     assert (missing.stdout, missing.exit_code) == ("No devices were found\n", 6)
     assert report(host, ["nvidia-smi", "-x"], {}).exit_code == 2
+
+
+# ------------------------------------------------------------------------------------------------ --query-gpu
+
+QUERY_CASES = {
+    "h100-80gb-hbm3-590.48.01_query-gpu_all-fields_mig-enabled_load.csv": "query-gpu_h100-590-all-fields.yml",
+    "h200-590.48.01_query-gpu_all-fields_idle.csv": "query-gpu_h200-590-all-fields.yml",
+    "tesla-p100-pcie-16gb_query-gpu_csv.csv": "query-gpu_p100-csv-nounits.yml",
+}
+# Columns that are state (or fixed by product and driver), compared exactly; the rest is telemetry.
+QUERY_STATE = ("driver_version", "count", "name", "serial", "pci.bus_id", "pci.domain", "pci.bus", "pci.device",
+               "pci.baseClass", "pci.subClass", "pci.device_id", "pci.sub_device_id", "index", "display_mode",
+               "persistence_mode", "addressing_mode", "accounting.mode", "vbios_version", "memory.total [MiB]",
+               "compute_mode", "compute_cap", "utilization.gpu [%]", "ecc.mode.current", "mig.mode.current",
+               "mig.mode.pending", "power.limit [W]", "power.max_limit [W]", "fabric.state", "fan.speed [%]")
+
+
+@pytest.mark.parametrize("capture", sorted(QUERY_CASES))
+def test_query_gpu_state_columns(capture: str, fixtures_dir: Path, tmp_path: Path) -> None:
+    import csv
+
+    case = yaml.safe_load((CASES / QUERY_CASES[capture]).read_text())
+    result = report(_host(tmp_path, case), shlex.split(case["command"]), {})
+    theirs = list(csv.reader((fixtures_dir / "nvidia-smi-xml" / "query" / capture).read_text().splitlines(),
+                             skipinitialspace=True))
+    mine = list(csv.reader(result.stdout.splitlines(), skipinitialspace=True))
+    assert mine[0] == theirs[0] and len(mine) == len(theirs) == 2
+    expected, actual = dict(zip(theirs[0], theirs[1], strict=True)), dict(zip(mine[0], mine[1], strict=True))
+    columns = [c for c in QUERY_STATE if c in expected] + (["uuid"] if "uuid" in expected else [])
+    assert len(columns) >= 2
+    for column in columns:
+        if column == "uuid" and expected[column].startswith("GPU-00000000"):
+            continue  # masked by the capture script
+        assert actual[column] == expected[column], column
+
+
+def test_query_errors(tmp_path: Path) -> None:
+    host = SimHost(tmp_path / "h")
+    host.save(new_machine(gpu="NVIDIA A30", count=2))
+    bad = report(host, ["nvidia-smi", "--query-gpu=index,cuda_version", "--format=csv"], {})
+    assert (bad.stdout, bad.exit_code) == ('Field "cuda_version" is not a valid field to query.\n\n', 2)
+    assert report(host, ["nvidia-smi", "--query-gpu=index"], {}).exit_code == 2  # no --format
+    two = report(host, ["nvidia-smi", "--query-gpu=index,gpu_name,memory.total", "--format=csv,noheader,nounits"],
+                 {})
+    assert two.stdout == "0, NVIDIA A30, 24576\n1, NVIDIA A30, 24576\n"
