@@ -145,7 +145,10 @@ def _run_playbook(playbook_path: str, apply: bool, kw: dict[str, Any]) -> tuple[
             selections = [(play, [ctx.inventory.hosts[h] for h in saved.hosts if h in wanted]) for play in plays]
         else:
             book = load_playbook(playbook_path, ctx.plugins.schemas)
-            selections = [(play, ctx.select(play.hosts)) for play in book.plays]
+            selections = [(play, _play_hosts(ctx, play)) for play in book.plays]
+            for play, hosts in selections:  # every mistake at file:line before any host is contacted
+                for host in hosts:
+                    play.settings_for(host, ctx.plugins.schemas)
         for play, hosts in selections:
             done = ctx.runner.run_play(play, hosts, apply=apply, saved=saved)
             outcomes.update(done)
@@ -159,6 +162,20 @@ def _run_playbook(playbook_path: str, apply: bool, kw: dict[str, Any]) -> tuple[
     finally:
         ctx.close()
     return ctx, plan, outcomes
+
+
+def _play_hosts(ctx: Context, play: Any) -> list[Any]:
+    """The hosts of a play; a pattern matching none is reported at the play's ``hosts:`` line."""
+    from .errors import InputError
+    from .yamlsrc import where
+
+    try:
+        return ctx.select(play.hosts)
+    except InputError:
+        raise
+    except GpuprovError as exc:
+        line, col = where(play._node, "hosts") if play._node is not None else (play.line, 0)
+        raise InputError(play.source, line, col, str(exc)) from None
 
 
 def _saved_plays(saved: Any) -> list[Any]:

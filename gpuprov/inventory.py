@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .yamlsrc import load_yaml_with_lines, where
+from .yamlsrc import load_yaml_with_lines, read_source, where
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def load_inventory(sources: Sequence[str | Path]) -> Inventory:
 
 
 def _load_file(inv: Inventory, path: Path) -> None:
-    text = path.read_text(encoding="utf-8")
+    text = read_source(path)
     if path.suffix in (".yml", ".yaml", ".json") or text.lstrip().startswith(("all:", "---")):
         _load_yaml(inv, path)
     else:
@@ -319,12 +319,18 @@ def expand_range(name: str, source: str = "", line: int = 0) -> list[str]:
     if len(parts) not in (2, 3):
         raise InputError(source, line, 0, f"bad host range [{m.group(1)}]; write [01:32], [a:f] or [1:9:2]")
     start, end = parts[0], parts[1]
-    step = int(parts[2]) if len(parts) == 3 and parts[2] else 1
+    step_text = parts[2] if len(parts) == 3 and parts[2] else "1"
+    step = int(step_text) if step_text.isdigit() else 0
+    if step < 1:
+        raise InputError(source, line, 0, f"host range [{m.group(1)}]: the step must be a whole number of at least "
+                         "1, as in [1:9:2]")
     items: list[str]
     if start.isdigit() and end.isdigit():
         if start.startswith("0") and len(start) > 1 and len(start) != len(end):
             raise InputError(source, line, 0, f"host range [{m.group(1)}]: zero-padded bounds must be as wide "
                              f"as each other (e.g. [{start}:{end.zfill(len(start))}])")
+        if int(start) > int(end):
+            raise InputError(source, line, 0, f"host range [{m.group(1)}] runs backwards; write [{end}:{start}]")
         width = len(start) if start.startswith("0") else 0
         items = [str(i).zfill(width) for i in range(int(start), int(end) + 1, step)]
     elif len(start) == 1 and len(end) == 1 and start in string.ascii_letters and end in string.ascii_letters:
@@ -361,6 +367,11 @@ def _yaml_group(inv: Inventory, path: Path, name: str, body: Any, parent: Any) -
         if key not in ("hosts", "vars", "children"):
             kl, kc = where(body, key)
             raise InputError(str(path), kl, kc, f"unknown key {key!r} in group {name!r}; use hosts, vars, children")
+    for key in ("hosts", "children"):
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            kl, kc = where(body, key)
+            raise InputError(str(path), kl, kc, f"{key} of group {name!r} must be a mapping of names (each "
+                             "followed by ':'), not a list or a value")
     for host, hostvars in (body.get("hosts") or {}).items():
         if hostvars is not None and not isinstance(hostvars, dict):
             hl, hc = where(body["hosts"], host)

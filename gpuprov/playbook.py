@@ -120,7 +120,7 @@ def _load_play(source: str, node: Any, index: int, schemas: Mapping[str, Schema]
         types = PLAY_KEYS.get(key)
         if types and not (isinstance(value, types) and (bool in types or not isinstance(value, bool))):
             expected = " or ".join(_TYPE_WORDS[t] for t in types)
-            raise InputError(source, kl, kc, f"{key} must be {expected}, got {type(value).__name__} {value!r}")
+            raise InputError(source, kl, kc, f"{key} must be {expected}, got {_type_word(value)} {value!r}")
     if "hosts" not in node:
         raise InputError(source, line, col, f"play {index + 1} has no 'hosts:' (a pattern such as all, gpu, a:&b)")
     hosts = node["hosts"]
@@ -165,6 +165,10 @@ def _load_play(source: str, node: Any, index: int, schemas: Mapping[str, Schema]
                 problem = schema.settings[key].check(value)
                 if problem:
                     raise InputError(source, kl, kc, f"{section}.{key}: {problem}")
+            else:
+                problem = _jinja_syntax(value)
+                if problem:
+                    raise InputError(source, kl, kc, f"{section}.{key}: {problem}")
         play.sections[section] = body
     return play
 
@@ -180,6 +184,34 @@ def _valid_serial(item: Any) -> bool:
         except ValueError:
             return False
     return False
+
+
+def _type_word(value: Any) -> str:
+    """The YAML name of a value's type (our line-tracking ``LineList`` is a list to the user)."""
+    for kind, word in ((bool, "bool"), (dict, "mapping"), (list, "list"), (str, "str"), (int, "int"),
+                       (float, "float")):
+        if isinstance(value, kind):
+            return word
+    return type(value).__name__
+
+
+def _jinja_syntax(value: Any) -> str | None:
+    """Why a value's Jinja cannot compile (syntax, unknown filter or test), checked at load, before any host."""
+    import jinja2
+
+    from .render import _VALUES
+
+    if isinstance(value, list):
+        return next((p for p in map(_jinja_syntax, value) if p), None)
+    if isinstance(value, dict):
+        return next((p for p in map(_jinja_syntax, value.values()) if p), None)
+    if not isinstance(value, str) or not _has_jinja(value):
+        return None
+    try:
+        _VALUES.from_string(value)
+    except jinja2.TemplateError as exc:
+        return f"bad Jinja expression {value!r}: {exc}"
+    return None
 
 
 def _has_jinja(value: Any) -> bool:

@@ -61,17 +61,34 @@ def load_yaml_text(text: str, source: str) -> Any:
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         raise InputError(source, line, col, f"YAML syntax error: {problem}") from None
+    except yaml.reader.ReaderError as exc:  # a control character: located by its offset in the text
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise InputError(source, line, col, f"YAML does not allow the control character {char!r} here; "
+                         "remove it") from None
     except yaml.YAMLError as exc:
         raise InputError(source, 0, 0, f"YAML error: {exc}") from None
 
 
-def load_yaml_with_lines(path: str | Path) -> Any:
-    """Load a YAML file; a syntax error becomes an :class:`InputError` at the offending line and column."""
+def read_source(path: str | Path) -> str:
+    """A user's file as text; unreadable or non-UTF-8 content is an :class:`InputError` at the first bad byte."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise InputError(str(path), 0, 0, f"cannot read: {exc.strerror}") from None
-    return load_yaml_text(text, str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InputError(str(path), line, col, f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file "
+                         "as UTF-8") from None
+
+
+def load_yaml_with_lines(path: str | Path) -> Any:
+    """Load a YAML file; a syntax error becomes an :class:`InputError` at the offending line and column."""
+    return load_yaml_text(read_source(path), str(path))
 
 
 def where(node: Any, key: Any = None) -> tuple[int, int]:
