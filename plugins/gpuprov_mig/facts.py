@@ -677,8 +677,10 @@ def _nvml_mig(nvml: Any, index: int, handle: Any, profiles: list[ProfileRow],
                     ci_info = nvml.nvmlComputeInstanceGetInfo(ci_handle)
                     cis.append(CiRow(index, int(gi_info.id), _profile_name(ci_profile), int(ci_profile.id),
                                      int(ci_info.id), int(ci_info.placement.start), int(ci_info.placement.size)))
-    # -lgip lists profiles in descending profile id; keep that order so both paths give the same facts
-    for info, name, free in sorted(found, key=lambda f: -int(f[0].id)):
+    # -lgip lists profiles by size (compute slices, then memory), a +me variant after its plain profile
+    # (19, 20, 15, 14, 9, 5, 0 on 8-slice parts; 14, 21, 5, 0 on an A30); keep that order so both paths agree
+    for info, name, free in sorted(found, key=lambda f: (int(f[0].sliceCount), int(f[0].memorySizeMB),
+                                                         int(f[0].id))):
         profiles.append(ProfileRow(
             gpu=index, id=int(info.id), name=name, free=free, total=int(info.instanceCount),
             memory_mib=round_mib(int(info.memorySizeMB)), sm=int(info.multiprocessorCount), dec=int(info.decoderCount),
