@@ -163,8 +163,10 @@ def ci_profile(gi: GiProfile, id_or_name: str | int) -> CiProfile | None:
 
 def ci_placements(gi: GiProfile, ci: CiProfile) -> tuple[int, ...]:
     """Starts (in the GI's compute slices) where ``ci`` may go: aligned to its size, as ``-lci`` shows (0:1, 1:1
-    for 1c CIs on a 2g GI; 0:4 for the full CI of a 4g GI)."""
-    return tuple(range(0, gi.slices - ci.slices + 1, ci.slices))
+    for 1c CIs on a 2g GI; 0:4 for the full CI of a 4g GI). A 3-slice CI is aligned to 4, as 3g GIs are: the R470
+    ``-L`` example has a 1c, a 2c and a 3c CI on one 7g GI, which fit only with the 3c at 4."""
+    step = 4 if ci.slices == 3 else ci.slices
+    return tuple(range(0, gi.slices - ci.slices + 1, step))
 
 
 def mig_device_name(gi: GiProfile, ci: CiProfile) -> str:

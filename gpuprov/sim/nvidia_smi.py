@@ -11,7 +11,8 @@ Layouts differ by driver (``Machine.driver_version``), as the captures show them
 - ``-lgi``: 54 columns before R510 (the guide's examples), 57 for R510-R575 (510.47.03, 525.125.06, the A30),
   59 from R580.
 - ``-lci``: no Placement column before R510 (guide, 57 columns); 70 columns with it from R510.
-- ``-cci``: before R510 the success line has no CI ID (the guide's wording).
+- ``-cci``: before R510 the success line has no CI ID (the guide's wording); the CI lines of ``-cgi -C`` have it
+  in every capture (the same guide page, and the GH200).
 - ``-L``: before R470 ``MIG 3g.20gb Device 0:`` single-spaced, from R470 the name padded to 12 and the device
   number to 2; A100 products are printed without "NVIDIA " before R510 (``A100-SXM4-40GB`` in R450/R470 output).
 
@@ -478,8 +479,10 @@ def _lci(machine: Machine, gpus: list[Gpu], actions: dict[str, str | None], gis:
     return _lines(_table(70 if placement else 57, "Compute instances:", header, rows))
 
 
-def _cci_line(machine: Machine, gpu: Gpu, gi: GpuInstance, ci_id: int, name: str, profile_id: int) -> str:
-    if driver_at_least(machine.driver_version, "510"):
+def _cci_line(machine: Machine, gpu: Gpu, gi: GpuInstance, ci_id: int, name: str, profile_id: int,
+              with_id: bool = False) -> str:
+    """A created CI's line; ``-cgi ... -C`` prints the CI ID in every capture, ``-cci`` only from R510."""
+    if with_id or driver_at_least(machine.driver_version, "510"):
         return (f"Successfully created compute instance ID {ci_id:>2} on GPU {gpu.index:>2} GPU instance ID "
                 f"{gi.id:>2} using profile MIG {name} (ID {profile_id:>2})")
     return (f"Successfully created compute instance on GPU {gpu.index:>2} GPU instance ID {gi.id:>2} using profile "
@@ -537,7 +540,7 @@ def _cgi_one(machine: Machine, gpu: Gpu, tokens: list[str], default_ci: bool, ou
         if default_ci:
             c = next(c for c in profile.ci_profiles if c.default)
             ci = mig.create_compute_instance(machine, gpu, gi, c)
-            out.append(_cci_line(machine, gpu, gi, ci.id, c.name, c.id))
+            out.append(_cci_line(machine, gpu, gi, ci.id, c.name, c.id, with_id=True))
     return None
 
 

@@ -19,6 +19,9 @@ Each case is a YAML file under ``tests/sim/cases/<tool>/``::
               compute_instances: [{id: 0, profile_id: 2, start: 0, size: 3, uuid: MIG-...}]}]}]
       processes: [{pid: 17480, name: ./saxpy, gpu: 0, gi: 1, ci: 0, used_memory_mib: 8413}]
     indent: ignore                         # for compare: lines — a source that re-indented the text
+    mask: ["GPU instance ID( +\\d+)"]        # optional: groups replaced by <id> on both sides — identifiers the
+                                           #   driver picks without documenting how (a GI ID within its pool)
+    sort: true                             # for compare: lines — order-free (a listing ordered by masked IDs)
 
 Only values that identify one particular card are normalised (UUIDs, serials, bus ids, dates); everything else must
 match byte for byte.
@@ -75,6 +78,20 @@ def apply_state(machine: Any, state: dict[str, Any]) -> None:
     machine.processes.extend(Process(**p) for p in state.get("processes") or [])
 
 
+def mask(pattern: re.Pattern[str], text: str) -> str:
+    """``text`` with every group of every match of ``pattern`` replaced by ``<id>``."""
+
+    def repl(m: re.Match[str]) -> str:
+        out, pos = [], m.start()
+        for g in range(1, (m.lastindex or 0) + 1):
+            if m.start(g) >= 0:
+                out += [m.string[pos:m.start(g)], "<id>"]
+                pos = m.end(g)
+        return "".join(out) + m.string[pos:m.end()]
+
+    return pattern.sub(repl, text)
+
+
 def _cases() -> list[Path]:
     return sorted(CASES.rglob("*.yaml"))
 
@@ -109,6 +126,8 @@ def test_golden(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
     actual = {"stdout": result.stdout, "stderr": result.stderr, "both": result.stdout + result.stderr}[stream]
     assert result.exit_code == case.get("exit_code", 0), actual
     expected, actual = normalise(expected), normalise(actual)
+    for pattern in case.get("mask", []):
+        expected, actual = (mask(re.compile(pattern, re.M), text) for text in (expected, actual))
     if case.get("compare", "exact") == "lines":
         patterns = [re.compile(p) for p in case["lines"]]
 
@@ -116,7 +135,8 @@ def test_golden(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
             strip = str.strip if case.get("indent") == "ignore" else str.rstrip
             return [strip(line) for line in text.splitlines() if any(p.search(line) for p in patterns)]
 
-        assert keep(actual) == keep(expected)
+        order = sorted if case.get("sort") else list
+        assert order(keep(actual)) == order(keep(expected))
         assert keep(expected), f"{case_file.name}: the line patterns match nothing in the fixture"
     else:
         assert actual == expected
