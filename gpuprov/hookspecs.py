@@ -77,6 +77,20 @@ def gpuprov_plan(host: Host, facts: Mapping[str, Any], settings: Mapping[str, An
     """
 
 
+@hookspec
+def gpuprov_plan_modifychanges(host: Host, facts: Mapping[str, Any], settings: Mapping[str, Any],
+                               planned: dict[str, Any], changes: list[Change]) -> None:
+    """Reorder the host's whole plan in place, after every plugin planned (pytest's ``collection_modifyitems``).
+
+    Called per host once ``gpuprov_plan`` ran for every plugin, in plugin order, for plugins whose section is in
+    the play. ``changes`` is every plugin's changes in apply order; a plugin may move its **own** changes (each
+    ``Change.plugin`` names its owner) to where they must run — the MPS plugin stops a daemon before the MIG
+    plugin's ``mig/gpuN`` change re-creates that daemon's MIG device, and starts it again after. Never drop, alter
+    or move another plugin's changes. ``settings`` is this plugin's section; ``facts``/``planned`` as in
+    ``gpuprov_plan``. Return nothing.
+    """
+
+
 @hookspec(firstresult=True)
 def gpuprov_apply(host: Host, change: Change, connection: Connection) -> bool | None:
     """Apply ``change`` yourself instead of letting the core run its steps in order.
@@ -118,5 +132,5 @@ def gpuprov_export(host: Host, facts: Mapping[str, Any]) -> Mapping[str, Any] | 
     """
 
 
-ALL_HOOKS = (gpuprov_settings_schema, gpuprov_probe, gpuprov_facts, gpuprov_plan, gpuprov_apply, gpuprov_verify,
-             gpuprov_template_dirs, gpuprov_facts_view, gpuprov_export)
+ALL_HOOKS = (gpuprov_settings_schema, gpuprov_probe, gpuprov_facts, gpuprov_plan, gpuprov_plan_modifychanges,
+             gpuprov_apply, gpuprov_verify, gpuprov_template_dirs, gpuprov_facts_view, gpuprov_export)

@@ -183,6 +183,11 @@ class Plugins:
             result = self._call_one(info.name, "gpuprov_plan", host=host, facts=facts, settings=settings[section],
                                     planned=planned, templates=templates)
             changes.extend(replace(c, plugin=c.plugin or info.name) for c in result or ())
+        for info in self.ordered:  # then each may move its own changes relative to the others' (hookspecs)
+            section = self.section_of(info.name)
+            if section is not None and section in settings:
+                self._call_one(info.name, "gpuprov_plan_modifychanges", host=host, facts=facts,
+                               settings=settings[section], planned=planned, changes=changes)
         return changes
 
     def apply(self, host: Host, change: Change, connection: Connection) -> bool:
