@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -225,22 +226,37 @@ def render_change(change: Change, verbose: bool = True) -> list[str]:
     return lines
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _fold_key(name: str, body: list[str]) -> tuple[str, ...]:
+    """What must be equal for two hosts' blocks to fold: the text with the host's own name and UUIDs (of its GPUs,
+    MIG devices...) blanked, since those differ on every machine of an otherwise identical rack."""
+    pattern = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w-])")
+    return tuple(_UUID.sub("<uuid>", pattern.sub("<host>", line)) for line in body)
+
+
 def render_text(plan: Plan, verbose: bool = True) -> str:
-    """The plan grouped by host; hosts whose changes read the same are folded into one block."""
-    blocks: dict[tuple[str, ...], list[str]] = {}
+    """The plan grouped by host; hosts whose changes read the same, but for their names and UUIDs, are folded into
+    one block, shown as the first of them would get it."""
+    blocks: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
     for name, hp in plan.hosts.items():
         body: list[str] = []
         for warning in hp.warnings:
             body.append(f"! warning: {warning}")
         for change in hp.changes:
             body.extend(render_change(change, verbose))
-        blocks.setdefault(tuple(body), []).append(name)
+        blocks.setdefault(_fold_key(name, body), (body, []))[1].append(name)
     out: list[str] = []
-    for lines, names in blocks.items():
+    for lines, names in blocks.values():
         if not lines:
             continue
-        head = names[0] if len(names) == 1 else f"{len(names)} hosts: {_fold_names(names)}"
-        out.append(f"{head}")
+        if len(names) == 1:
+            out.append(names[0])
+        else:
+            out.append(f"{len(names)} hosts: {_fold_names(names)}")
+            if verbose and any(_UUID.search(line) or names[0] in line for line in lines):
+                out.append(f"  (as planned for {names[0]}; the others differ only in host name and UUIDs)")
         out.extend(f"  {line}" for line in lines)
         out.append("")
     unchanged = [n for n, hp in plan.hosts.items() if not hp.changes and not hp.warnings]
