@@ -66,8 +66,8 @@ SCHEMA = Schema(
         "wrapper_dir": Setting(str, "/usr/local/bin", doc="where the wrappers go"),
         "wrapper_name": Setting(str, "gpu{gpu}-run", doc="a GPU's wrapper name; {gpu} is its index"),
         "mig_wrapper_name": Setting(str, "gpu{gpu}-mig{device}-run",
-                                    doc="a MIG device's wrapper name; {device} numbers the GPU's MIG devices in "
-                                        "placement order"),
+                                    doc="a MIG device's wrapper name; {device} is where it is: its GPU instance's "
+                                        "first memory slice (4), with -ciN for a split GPU instance (4-ci1)"),
         "memory_policy": Setting(str, "bind", choices=("bind", "preferred", "interleave", "local"),
                                  doc="bind: memory only on the GPU's node; preferred: there first; interleave: "
                                      "across the nodes with CPUs and memory; local: where the CPU runs"),

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpuprov.errors import GpuprovError
-from gpuprov.plan import Change, Step
+from gpuprov.plan import Change, Disruption, Step
 from gpuprov.render import Templates
 
 from .facts import (
@@ -89,10 +89,10 @@ class Placement:
 class Device:
     """A GPU or a MIG device the plan places: what its wrapper is called and how it selects the device."""
 
-    key: str  # gpu0, gpu0-mig1: change ids and MPS instance names
+    key: str  # gpu0, gpu0-mig4, gpu0-mig4-ci1: change ids, and the MPS plugin's unit instance names
     gpu: int
     uuid: str | None  # the GPU's UUID
-    mig: int | None  # the MIG device's number on its GPU (placement order), None for a whole GPU
+    mig: str | None  # where the MIG device is: "4" (its GI's first slice), "4-ci1" (split GI); None: whole GPU
     profile: str | None = None
     gi_start: int | None = None  # the GPU instance's first memory slice
     ci_position: int | None = None  # the compute instance's rank inside its GPU instance
@@ -101,7 +101,8 @@ class Device:
     def label(self) -> str:
         if self.mig is None:
             return f"GPU {self.gpu}"
-        return f"GPU {self.gpu} MIG device {self.mig} ({self.profile} at slice {self.gi_start})"
+        name = f"gpu{self.gpu}/mig@{self.gi_start}" + (f"/ci{self.ci_position}" if "-ci" in self.mig else "")
+        return f"MIG device {name} ({self.profile})"
 
 
 # -- placement ---------------------------------------------------------------------------------------------------
@@ -194,25 +195,24 @@ def place(host: str, label: str, node_id: int | None, numa: Mapping[str, Any],
 def devices(planned: Mapping[str, Any]) -> list[Device]:
     """Every GPU and MIG device of the host as planned (MIG devices the MIG plugin is about to create included).
 
-    MIG devices are numbered per GPU in placement order (first memory slice, then compute instance), the order the
-    MIG plugin plans them in; the number does not change when the driver re-creates the device with a new UUID or
-    new instance ids, so wrapper names and MPS drop-ins stay put across re-creation and reboots.
+    A MIG device is named by where it is, as the MPS plugin names its units: its GPU and the first memory slice of
+    its GPU instance (``gpu0-mig4``), plus ``-ciN`` for the N-th compute instance (by id) of a split GPU instance
+    (``gpu0-mig4-ci1``). Neither changes when the driver re-creates the device with a new UUID and new instance
+    ids, so wrapper names and MPS drop-ins stay put across re-creation and reboots.
     """
     out: list[Device] = []
-    by_gpu: dict[int, list[Mapping[str, Any]]] = {}
+    by_gi: dict[tuple[int, int], list[Mapping[str, Any]]] = {}
     for d in planned.get("mig_devices") or ():
-        by_gpu.setdefault(d["gpu"], []).append(d)
+        by_gi.setdefault((d["gpu"], d["placement"][0]), []).append(d)
     for g in sorted(planned.get("gpus") or (), key=lambda g: g["index"]):
         out.append(Device(f"gpu{g['index']}", g["index"], g.get("uuid"), None))
-        mig = sorted(by_gpu.get(g["index"], ()), key=lambda d: (d["placement"][0], d["ci"] if d["ci"] is not None
-                                                                 else 0))
-        rank_in_gi: dict[int, int] = {}
-        for number, d in enumerate(mig):
-            start = d["placement"][0]
-            position = rank_in_gi.get(start, 0)
-            rank_in_gi[start] = position + 1
-            out.append(Device(f"gpu{g['index']}-mig{number}", g["index"], g.get("uuid"), number, d["profile"],
-                              start, position))
+        for (gpu, start), cis in sorted(by_gi.items()):
+            if gpu != g["index"]:
+                continue
+            ordered = sorted(cis, key=lambda d: d["ci"] if d["ci"] is not None else 0)
+            for rank, d in enumerate(ordered):
+                where = f"{start}-ci{rank}" if len(ordered) > 1 else str(start)
+                out.append(Device(f"gpu{gpu}-mig{where}", gpu, g.get("uuid"), where, d["profile"], start, rank))
     return out
 
 
@@ -313,13 +313,13 @@ def _file_change(change_id: str, summary: str, path: str, content: str, mode: in
 def mps_instances(planned: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
     """The MPS unit instances to place, from what the MPS plugin put in ``planned``.
 
-    Accepts ``planned["mps"]["units"]`` / ``["instances"]`` as unit names (``nvidia-mps@gpu0.service``), instance
-    names (``gpu0``) or records with an ``instance``/``unit`` key. Only instances naming a device this plan knows
-    (``gpu0``, ``gpu0-mig1``; ``gpu0/mig1`` is read as ``gpu0-mig1``) get a drop-in.
+    The MPS plugin lists them as ``planned["mps"]["devices"]`` records with an ``instance`` (``gpu0``,
+    ``gpu0-mig4``); unit names (``nvidia-mps@gpu0.service``) and plain instance names are read too. Only instances
+    naming a device this plan knows get a drop-in.
     """
     mps = planned.get("mps") or {}
     found: list[str] = []
-    for key in ("units", "instances", "daemons"):
+    for key in ("devices", "units", "instances"):
         for item in mps.get(key) or ():
             name = item
             if isinstance(item, Mapping):
@@ -328,7 +328,7 @@ def mps_instances(planned: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
             m = re.fullmatch(r"nvidia-mps@(.+)\.service", name)
             if m:
                 name = m.group(1)
-            name = name.replace("/", "-")
+            name = name.replace("@", "").replace("/", "-")
             if name in keys and name not in found:
                 found.append(name)
     return found
@@ -394,34 +394,47 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
         systemd = numa.get("systemd")
         native = systemd is None or systemd >= SYSTEMD_NUMA
         exec_start: list[str] = []
+        mps_facts = facts.get("mps") or {}
         if instances and not native:
-            unit = (planned.get("mps") or {}).get("unit_template") or numa.get("mps_unit")
+            unit = (planned.get("mps") or {}).get("unit_template") or (mps_facts.get("files") or {}).get("unit") \
+                or numa.get("mps_unit")
             exec_start = exec_start_lines(unit)
             if not exec_start:
                 raise GpuprovError(f"{host}: systemd {systemd} is older than {SYSTEMD_NUMA} (no NUMAPolicy=), so the "
-                                   "MPS units must run numactl around their ExecStart=, but nvidia-mps@.service "
-                                   "has none to wrap; set numa.place_mps: false")
+                                   "MPS units must run numactl around their ExecStart=, but nvidia-mps@.service is "
+                                   "not installed yet to wrap; apply once with numa.place_mps: false, then with "
+                                   "place_mps again")
             if not numa.get("numactl"):
                 raise GpuprovError(f"{host}: systemd {systemd} needs numactl in the MPS units (no NUMAPolicy= "
                                    "before 243), and numactl is not installed; install it or set numa.place_mps: "
                                    "false")
+        running = {d.get("instance"): d for d in mps_facts.get("daemons") or () if isinstance(d, Mapping)}
         by_key = {d.key: d for d in devs}
-        dropins_changed = False
         for inst in instances:
             dev, p = by_key[inst], placed[inst]
             path = f"{MPS_UNIT_DIR}/nvidia-mps@{inst}.service.d/{DROPIN_NAME}"
+            unit_name = f"nvidia-mps@{inst}.service"
             wanted_paths.add(path)
             content = render_dropin(templates, host, dev, p, systemd, exec_start)
-            c = _file_change(f"numa/mps/{inst}", f"{dev.label}: MPS unit nvidia-mps@{inst}.service placed "
-                             f"({p.describe()})", path, content, 0o644, files, {"path": path, **placements[inst]})
-            if c is not None:
-                changes.append(Change(c.id, c.summary, c.steps, before=c.before, after=c.after,
-                                      warnings=tuple(p.notes)))
-                dropins_changed = True
-        if dropins_changed:
-            changes.append(Change("numa/mps/reload", "reload systemd for the MPS drop-ins (they take effect the "
-                                  "next time each daemon starts)", steps=(Step.run("systemctl daemon-reload"),),
-                                  after={"reload": True}))
+            # A drop-in takes effect when the daemon starts: restart it if it runs (the MPS plugin may have started
+            # it earlier in this very apply, before the drop-in existed).
+            now = running.get(inst) or {}
+            active = (now.get("unit") or {}).get("active") == "active"
+            restart = Step.run(f"systemctl try-restart {shlex.quote(unit_name)}",
+                               f"restart {unit_name} if it runs, so the placement takes effect")
+            c = _file_change(f"numa/mps/{inst}", f"{dev.label}: MPS unit {unit_name} placed ({p.describe()})",
+                             path, content, 0o644, files, {"path": path, **placements[inst]},
+                             extra=(Step.run("systemctl daemon-reload"), restart))
+            if c is None:
+                continue
+            blocked = None
+            if active and now.get("servers"):
+                blocked = (f"{host}: {dev.label}: the MPS daemon {unit_name} serves clients (server PIDs "
+                           f"{', '.join(map(str, now['servers']))}); restarting it to apply the placement would cut "
+                           "them off: stop them or use --force")
+            changes.append(Change(c.id, c.summary + (" and restarted" if active else ""), c.steps,
+                                  disruption=Disruption.GPU_IDLE if active else Disruption.NONE, before=c.before,
+                                  after=c.after, warnings=tuple(p.notes), blocked=blocked))
 
     balancing = settings.get("numa_balancing", "unchanged")
     if isinstance(balancing, bool):

@@ -23,6 +23,7 @@ from gpuprov.sim.numa import machine_from_topology
 from gpuprov.sim.presets import new_machine
 
 from .simhost import NumaHost
+from .test_templates import MPS_UNIT
 
 MakeHost = Callable[[Machine], NumaHost]
 
@@ -180,33 +181,45 @@ def test_mig_devices_planned_by_an_earlier_plugin_get_wrappers(numa_host: MakeHo
     ]}
     changes = _converges(host, settings, planned_extra=planned_mig)
     ids = [c.id for c in changes]
-    assert {"numa/wrapper/gpu4-mig0-run", "numa/wrapper/gpu4-mig1-run", "numa/wrapper/gpu4-mig2-run",
+    assert {"numa/wrapper/gpu4-mig0-ci0-run", "numa/wrapper/gpu4-mig0-ci1-run", "numa/wrapper/gpu4-mig4-run",
             "numa/helper"} <= set(ids)
-    text = host.sim.path("/usr/local/bin/gpu4-mig1-run").read_text()
+    text = host.sim.path("/usr/local/bin/gpu4-mig0-ci1-run").read_text()
     assert "numa-mig-device 4 0 1)" in text  # GPU 4, the GI at slice 0, its second compute instance
     assert "--membind=1" in text
     # once the devices are gone, their wrappers and the helper go too
     changes, _ = host.plan(settings)
-    assert sorted(c.id for c in changes) == ["numa/remove/usr/local/bin/gpu4-mig0-run",
-                                             "numa/remove/usr/local/bin/gpu4-mig1-run",
-                                             "numa/remove/usr/local/bin/gpu4-mig2-run",
+    assert sorted(c.id for c in changes) == ["numa/remove/usr/local/bin/gpu4-mig0-ci0-run",
+                                             "numa/remove/usr/local/bin/gpu4-mig0-ci1-run",
+                                             "numa/remove/usr/local/bin/gpu4-mig4-run",
                                              "numa/remove/usr/local/libexec/gpuprov/numa-mig-device"]
     host.apply(changes)
     assert host.plan(settings)[0] == []
 
 
+def _install_mps_unit(host: NumaHost, unit: str = MPS_UNIT) -> None:
+    """The template unit as the MPS plugin installs it (this plugin only adds drop-ins to it)."""
+    path = host.sim.path("/etc/systemd/system/nvidia-mps@.service")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(unit)
+    assert host.run("systemctl daemon-reload").ok
+
+
 def test_mps_units_get_drop_ins(numa_host: MakeHost) -> None:
     host = numa_host(new_machine(preset="dgx-a100", hostname="infer01"))
+    _install_mps_unit(host)
     settings = host.settings(wrappers=False)
-    mps = {"mps": {"units": ["nvidia-mps@gpu2.service", "nvidia-mps@gpu0-mig1.service"]}}
+    # the shape the MPS plugin leaves in planned: one record per unit instance
+    mps = {"mps": {"devices": [{"name": "gpu2", "instance": "gpu2", "unit": "nvidia-mps@gpu2.service", "gpu": 2},
+                               {"name": "gpu0/mig@4", "instance": "gpu0-mig4", "unit": "nvidia-mps@gpu0-mig4.service",
+                                "gpu": 0}]}}
     planned = {**mps, "mig_devices": [
         {"gpu": 0, "gi": 1, "ci": 0, "profile": "3g.40gb", "uuid": "MIG-a", "placement": [0, 4]},
         {"gpu": 0, "gi": 2, "ci": 0, "profile": "3g.40gb", "uuid": "MIG-b", "placement": [4, 4]}]}
     changes = _converges(host, settings, planned_extra=planned)
-    assert [c.id for c in changes] == ["numa/mps/gpu2", "numa/mps/gpu0-mig1", "numa/mps/reload"]
+    assert [c.id for c in changes] == ["numa/mps/gpu2", "numa/mps/gpu0-mig4"]
     dropin = host.sim.path("/etc/systemd/system/nvidia-mps@gpu2.service.d/50-gpuprov-numa.conf").read_text()
     assert {"CPUAffinity=16-31,144-159", "NUMAPolicy=bind", "NUMAMask=1"} <= set(dropin.splitlines())
-    dropin = host.sim.path("/etc/systemd/system/nvidia-mps@gpu0-mig1.service.d/50-gpuprov-numa.conf").read_text()
+    dropin = host.sim.path("/etc/systemd/system/nvidia-mps@gpu0-mig4.service.d/50-gpuprov-numa.conf").read_text()
     assert "NUMAMask=3" in dropin.splitlines()
 
 
@@ -214,12 +227,10 @@ def test_mps_drop_ins_on_systemd_before_243_wrap_the_command(numa_host: MakeHost
     machine = new_machine(preset="dgx-h100", hostname="train01")
     machine.systemd_version = 239
     host = numa_host(machine)
-    unit = "[Service]\nType=forking\nExecStart=/usr/local/libexec/gpuprov/mps-start %i\n"
+    _install_mps_unit(host)
     path = host.sim.path("/etc/systemd/system/nvidia-mps@.service")
-    path.parent.mkdir(parents=True)
-    path.write_text(unit)
     settings = host.settings(wrappers=False)
-    _converges(host, settings, planned_extra={"mps": {"units": ["gpu7"]}})
+    _converges(host, settings, planned_extra={"mps": {"devices": [{"instance": "gpu7"}]}})
     dropin = host.sim.path("/etc/systemd/system/nvidia-mps@gpu7.service.d/50-gpuprov-numa.conf").read_text()
     lines = dropin.splitlines()
     assert "ExecStart=" in lines and not any(line.startswith("NUMAPolicy") for line in lines)
@@ -229,7 +240,7 @@ def test_mps_drop_ins_on_systemd_before_243_wrap_the_command(numa_host: MakeHost
 
     path.unlink()
     with pytest.raises(GpuprovError, match=r"train01: systemd 239 is older than 243"):
-        host.plan(settings, planned_extra={"mps": {"units": ["gpu7"]}})
+        host.plan(settings, planned_extra={"mps": {"devices": [{"instance": "gpu7"}]}})
 
 
 def test_numa_balancing(numa_host: MakeHost) -> None:
@@ -273,3 +284,21 @@ def test_numactl_missing_is_an_error_naming_the_fix(numa_host: MakeHost) -> None
 def test_settings_checks(values: dict, problem: str) -> None:
     problems = _check(values)
     assert problems and problem in problems[0][1], problems
+
+
+def test_a_running_daemon_is_restarted_and_one_with_clients_blocks(numa_host: MakeHost) -> None:
+    """A drop-in only takes effect when the daemon starts again; cutting off connected clients needs --force."""
+    host = numa_host(new_machine(preset="dgx-a100", hostname="infer01"))
+    _install_mps_unit(host)
+    settings = host.settings(wrappers=False)
+    planned = {"mps": {"devices": [{"instance": "gpu2"}, {"instance": "gpu3"}]}}
+    earlier = {**host.earlier_facts(), "mps": {"daemons": [
+        {"instance": "gpu2", "unit": {"active": "active"}, "servers": [4242]},
+        {"instance": "gpu3", "unit": {"active": "active"}, "servers": []}]}}
+    changes, _ = host.plan(settings, facts=host.detect(settings, earlier=earlier), planned_extra=planned)
+    by_id = {c.id: c for c in changes}
+    assert by_id["numa/mps/gpu2"].disruption.value == "gpu-idle"
+    assert "server PIDs 4242" in (by_id["numa/mps/gpu2"].blocked or "")
+    assert by_id["numa/mps/gpu3"].blocked is None and by_id["numa/mps/gpu3"].disruption.value == "gpu-idle"
+    assert [s.command for s in by_id["numa/mps/gpu3"].steps[1:]] == [
+        "systemctl daemon-reload", "systemctl try-restart nvidia-mps@gpu3.service"]

@@ -16,7 +16,7 @@ from helpers import require_tool
 from gpuprov.render import Templates
 
 GPU = Device("gpu0", 0, "GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77", None)
-MIG = Device("gpu3-mig1", 3, "GPU-0aa11ebd-9b0e-9d43-1ed4-5ed1f2d1c7a1", 1, "1c.3g.40gb", 4, 1)
+MIG = Device("gpu3-mig4-ci1", 3, "GPU-0aa11ebd-9b0e-9d43-1ed4-5ed1f2d1c7a1", "4-ci1", "1c.3g.40gb", 4, 1)
 BOUND = Placement(3, tuple(range(48, 64)) + tuple(range(176, 192)), 3, "bind", (3,))
 CPU_LESS = Placement(2, tuple(range(8)), 0, "preferred", (0,),
                      ("node 2 has no CPUs; CPUs of the nearest node 0 are used",))
@@ -116,7 +116,7 @@ def test_old_systemd_gets_numactl_in_the_command(templates: Templates, tmp_path:
     start = lines.index("ExecStart=")
     assert lines[start + 1] == ("ExecStart=/usr/bin/numactl --physcpubind=48-63,176-191 --membind=3 -- "
                                 "/usr/local/libexec/gpuprov/mps-start %i")
-    result = _verify(tmp_path, "gpu3-mig1", dropin)
+    result = _verify(tmp_path, "gpu3-mig4-ci1", dropin)
     assert result.returncode == 0 and not result.stdout and not result.stderr, result.stdout + result.stderr
 
 
