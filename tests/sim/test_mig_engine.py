@@ -7,12 +7,17 @@ brute-force oracle that knows nothing but the reference tables.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gpuprov.sim import migprofiles
+from gpuprov.sim import mig, migprofiles
+from gpuprov.sim.machine import Gpu, Machine, Process
+from gpuprov.sim.presets import new_machine
 
 # capture -> (product, driver the capture's layout stands for)
 LGIP_CAPTURES = {
@@ -81,3 +86,170 @@ def test_ci_profiles_match_captured_lcip() -> None:
     assert gi15 is not None and [(c.id, c.name, c.default) for c in gi15.ci_profiles] == [(7, "1g.24gb", True)]
     me = migprofiles.gi_profile("NVIDIA A100-SXM4-80GB", "580.126.09", "1g.10gb+me")
     assert me is not None and migprofiles.mig_device_name(me, me.ci_profiles[0]) == "1g.10gb"
+
+
+# -- the engine against a brute-force oracle built from the reference tables only -------------------------------
+
+
+
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "mig-profiles.json"
+REF_KEYS = {"NVIDIA A100-SXM4-40GB": "NVIDIA A100-SXM4-40GB", "NVIDIA A100-PCIE-40GB": "NVIDIA A100-PCIE-40GB",
+            "NVIDIA A100-SXM4-80GB": "NVIDIA A100-SXM4-80GB", "NVIDIA A30": "NVIDIA A30",
+            "NVIDIA H100 PCIe": "NVIDIA H100 PCIe", "NVIDIA H100 80GB HBM3": "NVIDIA H100 80GB HBM3",
+            "NVIDIA H100 NVL": "NVIDIA H100 NVL", "NVIDIA H200": "NVIDIA H200",
+            "NVIDIA GH200 480GB": "GH200 (H100 96GB)"}
+PRODUCTS = sorted(REF_KEYS)
+
+
+def _reference_tables() -> dict[str, dict[int, tuple[list[tuple[int, int]], int]]]:
+    """product -> GI profile id -> (placements, max count), straight from shared/reference/mig-profiles.json."""
+    ref = json.loads(REFERENCE.read_text())
+    out = {}
+    for product, key in REF_KEYS.items():
+        entry = ref[key]
+        table = ref["placement_tables"][entry["placement_table"]]["by_gi_profile_id"]
+        out[product] = {p["gi_profile_id"]: ([tuple(x) for x in table[str(p["gi_profile_id"])]], p["max_count"])
+                        for p in entry["profiles"] if p["gi_profile_id"] is not None}
+    return out
+
+
+ORACLE = _reference_tables() if REFERENCE.is_file() else {}
+
+
+def _enabled(product: str) -> tuple[Machine, Gpu]:
+    machine = new_machine(gpu=product, count=1, hostname=f"prop-{product}")
+    gpu = machine.gpus[0]
+    assert mig.set_mig_mode(machine, gpu, True).outcome == "applied"
+    return machine, gpu
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[str, list[tuple[int, int | None]]]:
+    product = draw(st.sampled_from(PRODUCTS))
+    ids = sorted(ORACLE[product])
+    starts = st.one_of(st.none(), st.integers(0, 8))
+    return product, draw(st.lists(st.tuples(st.sampled_from(ids), starts), max_size=9))
+
+
+@pytest.mark.skipif(not ORACLE, reason="shared/reference is not beside the work tree")
+@settings(max_examples=300, deadline=None)
+@given(requests())
+def test_creation_succeeds_exactly_when_the_reference_tables_allow(
+        req: tuple[str, list[tuple[int, int | None]]]) -> None:
+    product, wanted = req
+    machine, gpu = _enabled(product)
+    table = ORACLE[product]
+    placed: list[tuple[int, int, int]] = []  # (profile, start, size) as the oracle sees them
+
+    def free(start: int, size: int) -> bool:
+        return all(start + size <= s or s + z <= start for _, s, z in placed)
+
+    for profile_id, start in wanted:
+        placements, max_count = table[profile_id]
+        under_max = sum(1 for p, _, _ in placed if p == profile_id) < max_count
+        options = [(s, z) for s, z in placements if free(s, z)] if under_max else []
+        allowed = bool(options) if start is None else (start, placements[0][1]) in options
+        profile = migprofiles.gi_profile(product, machine.driver_version, profile_id)
+        assert profile is not None
+        assert mig.free_count(machine, gpu, profile) == min(len(options), max_count - sum(
+            1 for p, _, _ in placed if p == profile_id))
+        try:
+            gi = mig.create_gpu_instance(machine, gpu, profile, start)
+        except mig.MigError as exc:
+            assert not allowed, f"{product}: refused {profile.name}@{start} ({exc.reason}) with {placed}"
+            continue
+        assert allowed, f"{product}: accepted {profile.name}@{start} with {placed}"
+        assert (gi.start, gi.size) in options and (start is None or gi.start == start)
+        assert gi.id in mig.gi_id_pool(machine, gpu, gi.size)
+        placed.append((profile_id, gi.start, gi.size))
+    assert sorted((g.profile_id, g.start, g.size) for g in gpu.gpu_instances) == sorted(placed)
+    assert len({g.id for g in gpu.gpu_instances}) == len(gpu.gpu_instances)
+
+
+@pytest.mark.skipif(not ORACLE, reason="shared/reference is not beside the work tree")
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(PRODUCTS), st.data())
+def test_compute_instances_fill_a_gi_and_destroy_in_order(product: str, data: st.DataObject) -> None:
+    machine, gpu = _enabled(product)
+    profiles = migprofiles.gi_profiles(product, machine.driver_version)
+    profile = data.draw(st.sampled_from(profiles))
+    gi = mig.create_gpu_instance(machine, gpu, profile)
+    cis = []
+    for c in data.draw(st.lists(st.sampled_from(profile.ci_profiles), max_size=8)):
+        before = mig.ci_free_count(machine, gpu, gi, c)
+        try:
+            cis.append(mig.create_compute_instance(machine, gpu, gi, c))
+        except mig.MigError:
+            assert before == 0
+            continue
+        assert before > 0
+    used = sorted(s for ci in gi.compute_instances for s in range(ci.start, ci.start + ci.size))
+    assert len(used) == len(set(used)) and all(0 <= s < profile.slices for s in used)
+    assert sorted(ci.id for ci in gi.compute_instances) == list(range(len(cis)))
+    assert len({ci.uuid for ci in cis}) == len(cis)
+    if cis:
+        # a GI with compute instances is in use; a CI with a process is in use; then they go in order
+        with pytest.raises(mig.MigError, match="In use by another client"):
+            mig.destroy_gpu_instance(machine, gpu, gi)
+        machine.processes.append(Process(pid=4242, name="python", gpu=gpu.index, gi=gi.id, ci=cis[0].id))
+        with pytest.raises(mig.MigError, match="In use by another client"):
+            mig.destroy_compute_instance(machine, gpu, gi, cis[0])
+        machine.processes.clear()
+        for ci in list(gi.compute_instances):
+            mig.destroy_compute_instance(machine, gpu, gi, ci)
+    mig.destroy_gpu_instance(machine, gpu, gi)
+    assert gpu.gpu_instances == []
+
+
+def test_a_new_compute_instance_gets_a_new_uuid() -> None:
+    machine, gpu = _enabled("NVIDIA A30")
+    profile = migprofiles.gi_profile("NVIDIA A30", machine.driver_version, "2g.12gb")
+    assert profile is not None
+    gi = mig.create_gpu_instance(machine, gpu, profile)
+    default = next(c for c in profile.ci_profiles if c.default)
+    first = mig.create_compute_instance(machine, gpu, gi, default)
+    mig.destroy_compute_instance(machine, gpu, gi, first)
+    second = mig.create_compute_instance(machine, gpu, gi, default)
+    assert (first.id, first.start) == (second.id, second.start) and first.uuid != second.uuid
+
+
+@pytest.mark.parametrize("product", PRODUCTS)
+def test_mode_pending_reset_and_reboot_by_architecture(product: str) -> None:
+    hopper = migprofiles.architecture(product) == "hopper"
+    machine = new_machine(gpu=product, count=1)
+    gpu = machine.gpus[0]
+    machine.processes.append(Process(pid=100, name="nvidia-persistenced", gpu=0, type="G"))
+    change = mig.set_mig_mode(machine, gpu, True)
+    assert (change.outcome, change.reason, gpu.mig_current, gpu.mig_pending) == ("pending", mig.IN_USE, False, True)
+    assert mig.reset_gpu(machine, gpu) == "in-use" and not gpu.mig_current
+    machine.processes.clear()
+    assert mig.reset_gpu(machine, gpu) == "reset" and gpu.mig_current and gpu.mig_pending
+    profile = migprofiles.gi_profiles(product, machine.driver_version)[-1]
+    mig.create_gpu_instance(machine, gpu, profile)
+    mig.reboot(machine)
+    assert gpu.gpu_instances == [] and machine.boot_count == 1
+    # Ampere keeps the mode in its InfoROM; Hopper forgets it with the driver
+    assert (gpu.mig_current, gpu.mig_pending) == ((False, False) if hopper else (True, True))
+    # with nothing holding it, a mode change is immediate on both
+    assert mig.set_mig_mode(machine, gpu, not gpu.mig_current).outcome == "applied"
+
+
+def test_passthrough_vm_needs_a_reboot_on_ampere_only() -> None:
+    for product, hopper in (("NVIDIA A100-SXM4-80GB", False), ("NVIDIA H100 80GB HBM3", True)):
+        machine = new_machine(gpu=product, count=1)
+        machine.passthrough_vm = True
+        gpu = machine.gpus[0]
+        change = mig.set_mig_mode(machine, gpu, True)
+        if hopper:
+            assert change.outcome == "applied" and gpu.mig_current
+            continue
+        assert (change.outcome, change.reason) == ("pending", mig.NOT_SUPPORTED)
+        assert mig.reset_gpu(machine, gpu) == "not-supported" and not gpu.mig_current
+        mig.reboot(machine)
+        assert gpu.mig_current
+
+
+def test_gpu_without_mig_is_not_supported() -> None:
+    machine = new_machine(gpu="NVIDIA L40S", count=1)
+    assert mig.set_mig_mode(machine, machine.gpus[0], True).outcome == "not-supported"
