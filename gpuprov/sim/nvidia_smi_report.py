@@ -233,7 +233,7 @@ def _mig_capable(product: str) -> bool:
 def _empty_gi_used(slices: int, major: int) -> int:
     """What an empty GPU instance shows as used (driver context); captures: R580 A100 36/71/142 MiB for 1/2/4
     memory slices, R590 H100 9/17 MiB for 1/2."""
-    return round((35.5 if major < 590 else 8.5) * slices)
+    return int((35.5 if major < 590 else 8.5) * slices + 0.5)
 
 
 def _mig_devices(machine: Machine, gpu: Gpu, processes: Sequence[Process]) -> tuple[MigDevice, ...]:

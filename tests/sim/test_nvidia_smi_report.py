@@ -258,3 +258,26 @@ def test_query_errors(tmp_path: Path) -> None:
     two = report(host, ["nvidia-smi", "--query-gpu=index,gpu_name,memory.total", "--format=csv,noheader,nounits"],
                  {})
     assert two.stdout == "0, NVIDIA A30, 24576\n1, NVIDIA A30, 24576\n"
+
+
+# ------------------------------------------------------------------------------------------------ default table
+
+
+def _mig_table(text: str) -> list[tuple[str, ...]]:
+    """Each MIG device row's state cells: GPU, GI, CI, MIG Dev, memory total, SMs, CE, ENC, DEC, OFA, JPG."""
+    import re
+
+    row = re.compile(r"^\|\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\|\s*\d+MiB /\s*(\d+)MiB\s*\|\s*(\d+)\s+\d+\s+\|"
+                     r"\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\|$")
+    return [m.groups() for line in text.splitlines() if (m := row.match(line))]
+
+
+@pytest.mark.parametrize("case_name", ["table_h100-590-mig-load.yml", "table_h100-590-mig-idle.yml",
+                                       "table_a100-580-mig-i0.yml"])
+def test_table_mig_devices(case_name: str, fixtures_dir: Path, tmp_path: Path) -> None:
+    case = yaml.safe_load((CASES / case_name).read_text())
+    result = report(_host(tmp_path, case), shlex.split(case["command"]), {})
+    expected = _mig_table((fixtures_dir / case["fixture"]).read_text())
+    assert len(expected) >= 4 and _mig_table(result.stdout) == expected
+    widths = {len(line) for line in result.stdout.splitlines()[1:] if line}
+    assert widths == {91}
