@@ -36,7 +36,6 @@ MARKER = "# gpuprov-numa:"  # second line of every file this plugin writes; how 
 DROPIN_NAME = "50-gpuprov-numa.conf"
 MPS_UNIT_DIR = "/etc/systemd/system"
 SYSCTL_PATH = "/etc/sysctl.d/60-gpuprov-numa.conf"
-HELPER_PATH = "/usr/local/libexec/gpuprov/numa-mig-device"
 BALANCING_PATH = "/proc/sys/kernel/numa_balancing"
 
 _NODE_PROBE = r"""cd /sys/devices/system/node 2>/dev/null || exit 0
@@ -85,7 +84,7 @@ def _glob_word(pattern: str) -> str:
 
 def managed_globs(settings: Mapping[str, Any]) -> list[str]:
     wrapper_dir = str(settings.get("wrapper_dir") or "/usr/local/bin").rstrip("/") or "/"
-    return [f"{wrapper_dir}/*", f"{MPS_UNIT_DIR}/nvidia-mps@*.service.d/{DROPIN_NAME}", SYSCTL_PATH, HELPER_PATH]
+    return [f"{wrapper_dir}/*", f"{MPS_UNIT_DIR}/nvidia-mps@*.service.d/{DROPIN_NAME}", SYSCTL_PATH]
 
 
 def probes(settings: Mapping[str, Any]) -> dict[str, str]:
@@ -633,7 +632,7 @@ def gather(outputs: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, An
     mps_unit = _ok(outputs, "numa.mps_unit")
     numa: dict[str, Any] = {
         "source": source,
-        "nodes": [{"id": n.id, "cpus": list(n.cpus), "memory_mb": n.memory_mb, "free_mb": n.free_mb,
+        "nodes": [{"id": n.id, "cpus": list(n.cpus), "memory_mb": n.memory_mb, "_free_mb": n.free_mb,
                    "distances": {str(k): v for k, v in sorted(n.distances.items())},
                    "has_cpu": n.id in has_cpu, "has_memory": n.id in has_memory} for n in nodes],
         "gpus": numa_gpus,
@@ -668,7 +667,7 @@ def view(facts: Mapping[str, Any]) -> list[list[str]]:
             return "?"
         if node["memory_mb"] == 0:
             return "0 MB (memory-less)"
-        free = f", {node['free_mb']} MB free" if node.get("free_mb") is not None else ""
+        free = f", {node['_free_mb']} MB free" if node.get("_free_mb") is not None else ""
         return f"{node['memory_mb']} MB{free}"
 
     for g in numa.get("gpus") or ():

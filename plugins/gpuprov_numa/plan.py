@@ -13,9 +13,9 @@ MPS daemon serving that device. Rules (``reference/numa.md`` §3, §5, §8):
   ``Mems_allowed`` even when only CPUs are wanted.
 - A GPU whose locality is unknown (``numa_node`` -1 and no other source) is not pinned; the plan says so.
 
-Change ids: ``numa/wrapper/<name>`` (one per wrapper), ``numa/helper`` (the MIG device resolver the MIG wrappers
-call), ``numa/mps/<instance>`` (a drop-in per MPS unit instance), ``numa/balancing`` (``kernel.numa_balancing``)
-and ``numa/remove/<path>`` for files this plugin wrote earlier that no device needs any more.
+Change ids: ``numa/wrapper/<name>`` (one per wrapper; a MIG device's wrapper finds the device's current UUID
+itself, each time it runs), ``numa/mps/<instance>`` (a drop-in per MPS unit instance), ``numa/balancing``
+(``kernel.numa_balancing``) and ``numa/remove/<path>`` for files this plugin wrote earlier that no device needs.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from gpuprov.render import Templates
 from .facts import (
     BALANCING_PATH,
     DROPIN_NAME,
-    HELPER_PATH,
     MPS_UNIT_DIR,
     SYSCTL_PATH,
     format_cpulist,
@@ -205,7 +204,8 @@ def devices(planned: Mapping[str, Any]) -> list[Device]:
     for d in planned.get("mig_devices") or ():
         by_gi.setdefault((d["gpu"], d["placement"][0]), []).append(d)
     for g in sorted(planned.get("gpus") or (), key=lambda g: g["index"]):
-        out.append(Device(f"gpu{g['index']}", g["index"], g.get("uuid"), None))
+        if not g.get("mig_current"):  # CUDA shows a GPU in MIG mode only through its MIG devices
+            out.append(Device(f"gpu{g['index']}", g["index"], g.get("uuid"), None))
         for (gpu, start), cis in sorted(by_gi.items()):
             if gpu != g["index"]:
                 continue
@@ -244,7 +244,7 @@ def check_name_pattern(pattern: str, mig: bool) -> str | None:
 
 def render_wrapper(templates: Templates, host: str, name: str, device: Device, placement: Placement) -> str:
     return templates.render("gpu-run.sh.j2", host=host, name=name, device=device, placement=placement,
-                            numactl=placement.numactl_args(), helper=HELPER_PATH)
+                            numactl=placement.numactl_args())
 
 
 def render_dropin(templates: Templates, host: str, device: Device, placement: Placement, systemd: int | None,
@@ -287,10 +287,6 @@ def exec_start_lines(unit: str | None) -> list[str]:
             else:
                 lines = []
     return lines
-
-
-def render_helper(templates: Templates, host: str) -> str:
-    return templates.render("numa-mig-device.sh.j2", host=host)
 
 
 def render_sysctl(templates: Templates, host: str, value: int) -> str:
@@ -381,12 +377,6 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
             if c is not None:
                 changes.append(Change(c.id, c.summary, c.steps, before=c.before, after=c.after,
                                       warnings=warnings))
-        if any(d.mig is not None for d in devs):
-            wanted_paths.add(HELPER_PATH)
-            c = _file_change("numa/helper", f"MIG device resolver {HELPER_PATH} (used by the MIG wrappers)",
-                             HELPER_PATH, render_helper(templates, host), 0o755, files, {"path": HELPER_PATH})
-            if c is not None:
-                changes.append(c)
 
     if settings.get("place_mps", True):
         keys = [d.key for d in devs]

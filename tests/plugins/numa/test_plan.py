@@ -181,17 +181,16 @@ def test_mig_devices_planned_by_an_earlier_plugin_get_wrappers(numa_host: MakeHo
     ]}
     changes = _converges(host, settings, planned_extra=planned_mig)
     ids = [c.id for c in changes]
-    assert {"numa/wrapper/gpu4-mig0-ci0-run", "numa/wrapper/gpu4-mig0-ci1-run", "numa/wrapper/gpu4-mig4-run",
-            "numa/helper"} <= set(ids)
+    assert {"numa/wrapper/gpu4-mig0-ci0-run", "numa/wrapper/gpu4-mig0-ci1-run", "numa/wrapper/gpu4-mig4-run"} <= \
+        set(ids)
     text = host.sim.path("/usr/local/bin/gpu4-mig0-ci1-run").read_text()
-    assert "numa-mig-device 4 0 1)" in text  # GPU 4, the GI at slice 0, its second compute instance
+    assert "$(mig_device_uuid 4 0 1)" in text  # GPU 4, the GI at slice 0, its second compute instance
     assert "--membind=1" in text
-    # once the devices are gone, their wrappers and the helper go too
+    # once the devices are gone, their wrappers go too
     changes, _ = host.plan(settings)
     assert sorted(c.id for c in changes) == ["numa/remove/usr/local/bin/gpu4-mig0-ci0-run",
                                              "numa/remove/usr/local/bin/gpu4-mig0-ci1-run",
-                                             "numa/remove/usr/local/bin/gpu4-mig4-run",
-                                             "numa/remove/usr/local/libexec/gpuprov/numa-mig-device"]
+                                             "numa/remove/usr/local/bin/gpu4-mig4-run"]
     host.apply(changes)
     assert host.plan(settings)[0] == []
 
