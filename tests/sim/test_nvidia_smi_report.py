@@ -247,3 +247,77 @@ def test_table_mig_devices(case_name: str, fixtures_dir: Path, tmp_path: Path) -
     assert len(expected) >= 4 and _mig_table(result.stdout) == expected
     widths = {len(line) for line in result.stdout.splitlines()[1:] if line}
     assert widths == {91}
+
+
+# ------------------------------------------------------------------------------------------------ topo -m
+
+TOPO_CASES = {  # capture -> (new_machine arguments, NUMA nodes' CPUs, the GPUs' nodes)
+    "dgx-a100_topo-m.txt": ({"preset": "dgx-a100", "driver": "470.57.02"}, None, None),
+    "h200-x8_topo-m_nic-legend.txt": ({"preset": "hgx-h200"}, ["0-63,128-191", "64-127,192-255"], None),
+    "h100-x8_topo-m_tabs-expanded_no-legend.txt": ({"preset": "dgx-h100", "driver": "525.125.06"},
+                                                   ["0-51,104-155", "52-103,156-207"], None),
+    "aws-p5.48xlarge-h100-x8_topo-m_tabs-expanded.txt": ({"preset": "dgx-h100"}, ["0-47,96-143", "48-95,144-191"],
+                                                         None),
+}
+
+
+def _topo(text: str) -> tuple[list[str], dict[str, tuple[list[str], str, str]]]:
+    """The header and each GPU row: links to the other GPUs, CPU affinity, NUMA affinity. TABs or expanded TABs;
+    NIC columns (the sim has no NICs) are skipped."""
+    import re
+
+    lines = [line.replace("\x1b[4m", "").replace("\x1b[0m", "") for line in text.splitlines()]
+    header = re.split(r"\t|\s{2,}", lines[0].strip())
+    gpus = [h for h in header if re.fullmatch(r"GPU\d+", h)]
+    rows = {}
+    for line in lines[1:]:
+        tokens = line.split()
+        if not tokens or not re.fullmatch(r"GPU\d+", tokens[0]):
+            continue
+        links, rest = tokens[1:1 + len(gpus)], tokens[1 + len(gpus):]
+        at = next(i for i, t in enumerate(rest) if re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", t))
+        rows[tokens[0]] = (links, rest[at], rest[at + 1])
+    return header, rows
+
+
+@pytest.mark.parametrize("capture", sorted(TOPO_CASES))
+def test_topo_matrix(capture: str, fixtures_dir: Path, tmp_path: Path) -> None:
+    from gpuprov.sim.sysfs import parse_list
+
+    kwargs, cpus, _ = TOPO_CASES[capture]
+    machine = new_machine(**kwargs)
+    for node, spec in zip(machine.numa_nodes, cpus or [], strict=False):
+        node.cpus = parse_list(spec)
+    host = SimHost(tmp_path / "h")
+    host.save(machine)
+    result = report(host, ["nvidia-smi", "topo", "-m"], {})
+    assert result.exit_code == 0
+    header, rows = _topo(result.stdout)
+    their_header, theirs = _topo((fixtures_dir / "nvidia-smi-xml" / "topo" / capture).read_text())
+    affinity = [h for h in their_header if "Affinity" in h or h == "GPU NUMA ID"]
+    assert [h for h in header if not h.startswith("GPU") or h == "GPU NUMA ID"] == affinity
+    assert rows == theirs and len(rows) == 8
+    assert all("\t" in line for line in result.stdout.splitlines()[:9])
+
+
+def test_topo_errors(tmp_path: Path) -> None:
+    host = SimHost(tmp_path / "h")
+    host.save(new_machine(preset="dgx-h100"))
+    wrong = report(host, ["nvidia-smi", "topo", "-m", "-i", "0"], {})
+    assert (wrong.stdout, wrong.exit_code) == (
+        "The -i command line argument must be used in conjunction with -n or -p.\n", 2)
+    assert report(host, ["nvidia-smi", "topo"], {}).exit_code == 2
+
+
+def test_topo_single_gpu_exact(fixtures_dir: Path, tmp_path: Path) -> None:
+    """GEX-H100M "capabilities": a 1-GPU VM (CPUs 0-19, node 0), driver 590.48.01 — the ESC[4m header, TABs, the
+    empty cell before GPU NUMA ID, the legend without NICs. Called directly: the stand-in's dispatcher reads
+    ``-m`` after ``topo`` as one of its own options (reported to its owner)."""
+    from gpuprov.sim.numa import apply_topology
+
+    machine = new_machine(gpu="NVIDIA H100 80GB HBM3", count=1, driver="590.48.01")
+    apply_topology(machine, {"nodes": [{"id": 0, "cpus": "0-19", "memory_mb": 231000}], "gpus": [{"numa_node": 0}]})
+    host = SimHost(tmp_path / "h")
+    host.save(machine)
+    expected = (fixtures_dir / "nvidia-smi-xml" / "topo" / "h100-80gb-hbm3-590.48.01_topo-m_1gpu_mig-enabled.txt")
+    assert report(host, ["nvidia-smi", "topo", "-m"], {}).stdout == expected.read_text()
