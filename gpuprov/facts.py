@@ -8,6 +8,10 @@ shared vocabulary, written by the plugin that detects them and read by the other
 ``facts["mig_devices"]``  list of :class:`MigDevice` (MIG plugin)
 ``facts["numa_nodes"]``   list of :class:`NumaNode` (NUMA plugin)
 
+A key starting with ``_`` holds a reading that changes by itself (free memory, a temperature): it is shown and
+may be read, but it is left out of the fingerprint that ``apply PLAN.json`` compares, so it never counts as drift,
+and a plan must not depend on it.
+
 In ``planned`` (see ``gpuprov_plan``) the same sections describe the host as it will be after earlier plugins'
 changes; a planned MIG device has ``uuid`` ``None`` because the driver assigns it at creation.
 """

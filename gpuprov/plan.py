@@ -123,9 +123,22 @@ class Change:
         )
 
 
+def _settled(facts: Any) -> Any:
+    """Facts without their ``_``-prefixed keys: readings that change by themselves (free memory, temperatures)
+    are shown but are no drift."""
+    if isinstance(facts, dict):
+        return {k: _settled(v) for k, v in facts.items() if not (isinstance(k, str) and k.startswith("_"))}
+    if isinstance(facts, (list, tuple)):
+        return [_settled(v) for v in facts]
+    return facts
+
+
 def fingerprint(facts: Any) -> str:
-    """A stable digest of a host's facts: ``apply FILE`` compares it to refuse hosts that drifted."""
-    canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
+    """A stable digest of a host's facts: ``apply FILE`` compares it to refuse hosts that drifted.
+
+    Keys starting with ``_`` are left out (see :mod:`gpuprov.facts`): a saved plan must not be refused because a
+    host's free memory moved between ``plan`` and the change window."""
+    canonical = json.dumps(_settled(facts), sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -29,3 +29,13 @@ def test_hosts_differing_only_in_names_and_uuids_fold() -> None:
     assert "\nnode10\n" in text and "7g.80gb" in text
     assert "no changes: idle" in text
     assert text.rstrip().endswith("Plan: 8 change(s) on 4 of 5 host(s).")
+
+
+def test_readings_that_change_by_themselves_are_no_drift() -> None:
+    from gpuprov.plan import fingerprint
+
+    facts = {"numa": {"nodes": [{"id": 0, "memory_mb": 1024, "_free_mb": 900}]}, "gpus": [{"index": 0}]}
+    moved = {"numa": {"nodes": [{"id": 0, "memory_mb": 1024, "_free_mb": 512}]}, "gpus": [{"index": 0}]}
+    changed = {"numa": {"nodes": [{"id": 0, "memory_mb": 2048, "_free_mb": 900}]}, "gpus": [{"index": 0}]}
+    assert fingerprint(facts) == fingerprint(moved)
+    assert fingerprint(facts) != fingerprint(changed)
