@@ -10,7 +10,8 @@ Each host is
 
 - a **network namespace** (``gpl<pid>-<lab>-<n>``) joined to this machine by a veth pair in a private ``/30``
   taken from ``10.213.0.0/16`` (override with ``GPUPROV_LAB_NETWORK``); only this machine can reach it;
-- a **mount and UTS namespace** where ``/etc/systemd/system``, ``/run`` and ``/tmp`` start empty,
+- a **mount and UTS namespace** where ``/etc/systemd/system``, ``/usr/local/libexec``, ``/run`` and ``/tmp``
+  start empty,
   ``/usr/local/bin`` (with the simulator's stand-ins on top), ``/etc/default``, ``/var/lib`` and ``/var/log``
   are copy-on-write overlays of this machine's (writes stay in the host), and the simulated sysfs
   (``/sys/devices/system/node``, ``/sys/bus/pci/devices``) is bound over the real paths; ``hostname`` prints
@@ -109,6 +110,7 @@ INSTALL_HINT = "apt-get install openssh-server iproute2 util-linux mount"
 PRIVATE_PATHS = (
     "/etc/systemd/system",
     "/usr/local/bin",
+    "/usr/local/libexec",  # where plugins install helper scripts: one host's must not be another's
     "/etc/default",
     "/run",
     "/var/lib",
@@ -616,7 +618,8 @@ class Lab:
         from .sim.shims import install_shims
         from .sim.sysfs import write_sysfs
 
-        for sub in ("state", "ssh", "shims", "fs/etc-systemd-system", "fs/run/sshd", "fs/tmp", "fs/upper"):
+        for sub in ("state", "ssh", "shims", "fs/etc-systemd-system", "fs/usr-local-libexec", "fs/run/sshd", "fs/tmp",
+                    "fs/upper"):
             (h.dir / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(h.dir / "fs" / "tmp", 0o1777)
         machine = h.spec.build(h.name)
@@ -691,7 +694,8 @@ SetEnv GPUPROV_SIM_STATE={h.state_dir} GPUPROV_SIM_ROOT=/
         overlay("/usr/local/bin", f"{d}/shims:/usr/local/bin")
         for target in ("/etc/default", "/var/lib", "/var/log"):
             overlay(target, target)
-        emptied = (("/etc/systemd/system", "etc-systemd-system"), ("/run", "run"), ("/tmp", "tmp"))
+        emptied = (("/etc/systemd/system", "etc-systemd-system"), ("/usr/local/libexec", "usr-local-libexec"),
+                   ("/run", "run"), ("/tmp", "tmp"))
         # gpuprov itself (a checkout CI cloned under /tmp, say) must stay visible where the host empties a path:
         # hold it aside before the path is replaced and bind it back afterwards.
         kept = [path for path in _code_paths() if any(path == t or path.startswith(t + "/") for t, _ in emptied)]
@@ -699,7 +703,8 @@ SetEnv GPUPROV_SIM_STATE={h.state_dir} GPUPROV_SIM_ROOT=/
             hold = q(str(d / "fs" / f"keep{i}"))
             lines += [f"mkdir -p {hold}", f"mount --bind {q(path)} {hold}"]
         for target, local in emptied:
-            lines.append(f"mount --bind {q(str(d / 'fs' / local))} {q(target)}")
+            # /usr/local/libexec may not exist here yet: an empty directory is what a fresh server has too
+            lines.append(f"mkdir -p {q(target)} && mount --bind {q(str(d / 'fs' / local))} {q(target)}")
         for i, path in enumerate(kept):
             lines += [f"mkdir -p {q(path)}", f"mount --bind {q(str(d / 'fs' / f'keep{i}'))} {q(path)}"]
         home = pwd.getpwuid(0).pw_dir or "/root"
