@@ -321,3 +321,41 @@ def test_topo_single_gpu_exact(fixtures_dir: Path, tmp_path: Path) -> None:
     host.save(machine)
     expected = (fixtures_dir / "nvidia-smi-xml" / "topo" / "h100-80gb-hbm3-590.48.01_topo-m_1gpu_mig-enabled.txt")
     assert report(host, ["nvidia-smi", "topo", "-m"], {}).stdout == expected.read_text()
+
+
+# ------------------------------------------------------------------------------------------------ -q text
+
+Q_CASES = {
+    "h100-80gb-hbm3-590.48.01_q_mig-enabled_load.txt": "q_h100-590-mig-load.yaml",
+    "h200-590.48.01_q_idle.txt": "q_h200-590-idle.yaml",
+    "l40s-595.80_q_idle.txt": "q_l40s-595-idle.yaml",
+    "h100-80gb-hbm3-x8-565.57.01_q.txt": "q_dgx-h100-565.yaml",
+}
+
+
+def _keys(text: str) -> list[str]:
+    """Each line up to its value: the key with its indentation and padding (the layout), values dropped."""
+    return [line.split(" : ", 1)[0] + " :" if " : " in line else line for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("capture", sorted(Q_CASES))
+def test_q_text_layout(capture: str, fixtures_dir: Path, tmp_path: Path) -> None:
+    case = yaml.safe_load((CASES / Q_CASES[capture]).read_text())
+    text = report(_host(tmp_path, case), ["nvidia-smi", "-q"], {}).stdout
+    expected = (fixtures_dir / "nvidia-smi-xml" / "q-text" / capture).read_text()
+    assert _keys(text.rstrip("\n")) == _keys(expected.rstrip("\n"))  # the 565 copy lost its final empty line
+    assert text.startswith("\n==============NVSMI LOG==============\n\n") and text.endswith("\n\n")
+
+
+def test_q_display_and_selection(tmp_path: Path) -> None:
+    machine = _dgx_a100_with_mig()
+    host = SimHost(tmp_path / "h")
+    host.save(machine)
+    out = report(host, ["nvidia-smi", "-q", "-d", "COMPUTE", "-i", "5"], {}).stdout
+    body = out.split("Attached GPUs", 1)[1].splitlines()[1:]
+    assert body == [f"GPU {machine.gpu(5).bus_id}", f"    {'Compute Mode':<51}: Exclusive_Process", ""]
+    pids = report(host, ["nvidia-smi", "-q", "-d", "PIDS,COMPUTE", "-i", "0"], {}).stdout
+    assert "        GPU instance ID                   : 2\n        Compute instance ID               : 1\n" \
+           "        Process ID                        : 4100\n            Type                          : C\n" in pids
+    bad = report(host, ["nvidia-smi", "-q", "-d", "NOPE"], {})
+    assert bad.exit_code == 2
