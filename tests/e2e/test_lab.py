@@ -40,18 +40,6 @@ RACK = (
 )
 
 
-def _stand_in_missing(name: str) -> bool:
-    from gpuprov.sim.commands import load_all
-
-    return name not in load_all()
-
-
-# The nvidia-smi stand-in (gpuprov/sim/nvidia_smi.py) is being written; until it lands these tests are expected
-# to fail, and strict=True turns an unexpected pass into a failure so the marker cannot outlive its reason.
-needs_nvidia_smi = pytest.mark.xfail(_stand_in_missing("nvidia-smi"), strict=True,
-                                     reason="the nvidia-smi stand-in has not landed yet")
-
-
 @pytest.fixture(scope="module")
 def rack() -> Iterator[Lab]:
     require_lab()
@@ -99,7 +87,6 @@ def test_rack_starts_within_seconds(rack: Lab) -> None:
 
 
 @pytest.mark.lab
-@needs_nvidia_smi
 def test_each_host_over_ssh_shows_its_own_machine(rack: Lab) -> None:
     def check(host: LabHost) -> None:
         machine = host.machine
@@ -194,7 +181,6 @@ def test_inventory_reaches_every_host(rack: Lab) -> None:
 
 
 @pytest.mark.lab
-@needs_nvidia_smi
 def test_a_placed_process_shows_in_nvidia_smi(rack: Lab) -> None:
     pid = rack.add_process("host7", gpu=1, name="python3")
     try:
