@@ -149,7 +149,7 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
     changes: list[Change] = []
     warnings = _warnings(host, facts, settings, mps) if chosen else []
     files_change, files_changed = _files_change(host, mps, settings, templates, bool(chosen), installed)
-    if files_change is not None:
+    if files_change is not None and chosen:  # installed before the daemons that use them
         changes.append(replace_warnings(files_change, warnings))
         warnings = []
     wanted = {d.instance for d in chosen}
@@ -161,6 +161,8 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
     for instance, record in sorted(installed.items()):
         if instance not in wanted:
             changes.append(_removal(host, facts, settings, record, now.get(instance)))
+    if files_change is not None and not chosen:  # removed once no daemon uses them
+        changes.append(files_change)
     if warnings and changes:
         changes[0] = replace_warnings(changes[0], warnings)
     planned["mps"] = {"devices": [{"name": d.name, "instance": d.instance, "unit": d.unit, "gpu": d.gpu,
