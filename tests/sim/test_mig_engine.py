@@ -253,3 +253,38 @@ def test_passthrough_vm_needs_a_reboot_on_ampere_only() -> None:
 def test_gpu_without_mig_is_not_supported() -> None:
     machine = new_machine(gpu="NVIDIA L40S", count=1)
     assert mig.set_mig_mode(machine, machine.gpus[0], True).outcome == "not-supported"
+
+
+# -- the stand-in's command line ---------------------------------------------------------------------------------
+
+
+def test_nvidia_smi_accepts_gpus_and_options_as_nvidia_smi_spells_them(tmp_path: Path) -> None:
+    from gpuprov.sim.host import SimHost
+    from gpuprov.sim.nvidia_smi import nvidia_smi
+
+    host = SimHost(tmp_path / "host")
+    host.save(new_machine(gpu="NVIDIA A30", count=3, hostname="argv"))
+    gpu1 = host.load().gpu(1)
+
+    def smi(*argv: str) -> tuple[int, str]:
+        result = nvidia_smi(host, ["nvidia-smi", *argv], "", {})
+        return result.exit_code, result.stdout
+
+    # -i by index, bus id (any of its forms), UUID, or a list; long options with = or a separate value
+    for spec in ("1", gpu1.bus_id, gpu1.bus_id[4:], gpu1.bus_id[9:].lower(), gpu1.uuid):
+        assert smi("-i", spec, "-L") == (0, f"GPU 1: NVIDIA A30 (UUID: {gpu1.uuid})\n"), spec
+    assert smi("--id=0,2", "--multi-instance-gpu=1")[1].count("Enabled MIG Mode") == 2
+    assert smi("--id", "9", "-L") == (6, "No devices were found\n")
+    assert smi("-mig", "2")[0] == 2 and smi("-L", "-r")[0] == 2 and smi("--bogus")[0] == 2
+    # GPU 1 is not in MIG mode: it is skipped; none selected in MIG mode is the driver's "No MIG-enabled" answer
+    assert smi("mig", "-i", "1", "--list-gpu-instances") == (6, "No MIG-enabled devices found.\n")
+    assert smi("mig", "-i", "0", "--list-gpu-instances") == (6, "No GPU instances found: Not Found\n")
+    code, out = smi("-i", "0,1,2", "mig", "--create-gpu-instance", "2g.12gb:2,1g.6gb:1", "-C")
+    assert code == 0 and out.count("Successfully created GPU instance") == 4  # GPUs 0 and 2
+    assert "Placement" in smi("mig", "-lci")[1]
+    gis = {(g.index, gi.profile_id, gi.start) for g in host.load().gpus for gi in g.gpu_instances}
+    assert gis == {(0, 5, 2), (0, 14, 1), (2, 5, 2), (2, 14, 1)}
+    # an explicit start outside the profile's placements, and one that overlaps
+    assert smi("mig", "-i", "0", "-cgi", "1g.6gb:7")[0] == mig.CODES[mig.INVALID_ARGUMENT]
+    assert smi("mig", "-i", "0", "-cgi", "5:2")[0] == mig.CODES[mig.INSUFFICIENT_RESOURCES]
+    assert smi("mig", "-i", "0", "-dci", "-gi", "99")[0] == 6
