@@ -1,0 +1,109 @@
+"""The NUMA plugin through the ``gpuprov`` command on a simulated rack: detect (nvidia-smi, sysfs and numactl
+stand-ins), plan, apply, a second plan that is empty, and ``gpuprov facts``' topology table.
+
+What each wrapper does is checked by running it on the host (``gpuprov sim run``) around ``numactl --show`` and
+against the topology the simulator was given, never against the plugin's own facts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from gpuprov_numa import facts as nf
+
+from gpuprov.connection.sim import login_env
+from gpuprov.sim.host import SimHost
+from gpuprov.sim.shell import run_line
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+INVENTORY = """\
+[a100]
+infer01 sim_preset=dgx-a100
+[h100]
+train01 sim_preset=dgx-h100
+[all:vars]
+ansible_connection=sim
+"""
+
+
+def _sim(tmp_path: Path, host: str) -> SimHost:
+    return SimHost(tmp_path / "state" / "gpuprov" / "sim" / host)
+
+
+def _run(tmp_path: Path, host: str, command: str) -> str:
+    """A command on the simulated host, in its root's login environment (what ``gpuprov sim run`` does)."""
+    sim = _sim(tmp_path, host)
+    r = run_line(sim, command, env=login_env(sim))
+    assert r.exit_code == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_rack_wrappers_bind_each_gpu_to_its_node_and_converge(gpuprov_cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "hosts").write_text(INVENTORY)
+    (tmp_path / "numa.yml").write_text("- hosts: all\n  numa: {memory_policy: bind}\n")
+    r = gpuprov_cli("plan", "-i", "hosts", "numa.yml")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Plan: 16 change(s) on 2 of 2 host(s)." in r.stdout
+    r = gpuprov_cli("apply", "-i", "hosts", "numa.yml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = gpuprov_cli("plan", "-i", "hosts", "numa.yml")
+    assert r.returncode == 0 and "no changes: infer01, train01" in r.stdout, r.stdout + r.stderr
+
+    for host, nodes in (("infer01", 8), ("train01", 2)):
+        machine = _sim(tmp_path, host).load()
+        assert len(machine.numa_nodes) == nodes
+        cpus_of = {n.id: n.cpus for n in machine.numa_nodes}
+        for gpu in machine.gpus:
+            out = _run(tmp_path, host, f"gpu{gpu.index}-run sh -c 'printenv CUDA_VISIBLE_DEVICES && numactl -s'")
+            uuid, shown_text = out.split("\n", 1)
+            shown = nf.parse_numactl_show(shown_text)
+            assert (shown.policy, shown.membind) == ("bind", (gpu.numa_node,)), (host, gpu.index)
+            assert list(shown.physcpubind) == sorted(cpus_of[gpu.numa_node]), (host, gpu.index)
+            assert uuid == gpu.uuid
+
+
+def test_mig_devices_created_in_the_same_run_get_wrappers_that_find_them(gpuprov_cli: Cli, tmp_path: Path) -> None:
+    """MIG plans the instances, NUMA plans their wrappers from ``planned`` in the same run; after apply each
+    wrapper finds its device's UUID (which the driver assigned during apply) and binds to the GPU's node."""
+    (tmp_path / "hosts").write_text(INVENTORY)
+    (tmp_path / "site.yml").write_text(
+        "- hosts: infer01\n  mig: {layout: [3g.40gb, 2g.20gb, 1g.10gb, 1g.10gb]}\n  numa: {}\n")
+    r = gpuprov_cli("plan", "-i", "hosts", "site.yml")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "+ numa/wrapper/gpu2-mig4-run: MIG device gpu2/mig@4 (3g.40gb)" in r.stdout
+    assert "numa/wrapper/gpu2-run" not in r.stdout  # a GPU in MIG mode is used through its MIG devices only
+    r = gpuprov_cli("apply", "-i", "hosts", "site.yml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = gpuprov_cli("plan", "-i", "hosts", "site.yml")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    machine = _sim(tmp_path, "infer01").load()
+    assert all(len(gpu.gpu_instances) == 4 for gpu in machine.gpus)
+    for gpu in (machine.gpu(0), machine.gpu(2)):  # one GPU of node 3 and one of node 1: each wrapper runs ~4 tools
+        for gi in gpu.gpu_instances:
+            (ci,) = gi.compute_instances
+            wrapper = f"gpu{gpu.index}-mig{gi.start}-run"
+            out = _run(tmp_path, "infer01", f"{wrapper} sh -c 'printenv CUDA_VISIBLE_DEVICES && numactl -s'")
+            uuid, shown_text = out.split("\n", 1)
+            assert uuid == ci.uuid, (wrapper, gi)
+            assert nf.parse_numactl_show(shown_text).membind == (gpu.numa_node,), wrapper
+
+
+def test_facts_show_the_topology_table(gpuprov_cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "hosts").write_text(INVENTORY)
+    r = gpuprov_cli("facts", "-i", "hosts", "infer01")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "NUMA topology (8 node(s) from sysfs, systemd 252, numa_balancing 1)" in r.stdout
+    rows = [line.split() for line in r.stdout.splitlines() if line.startswith("GPU ") and "(0000" in line]
+    assert [(row[2], row[3], row[4]) for row in rows] == [
+        ("(00000000:07:00.0)", "3", "48-63,176-191"), ("(00000000:0F:00.0)", "3", "48-63,176-191"),
+        ("(00000000:47:00.0)", "1", "16-31,144-159"), ("(00000000:4E:00.0)", "1", "16-31,144-159"),
+        ("(00000000:87:00.0)", "7", "112-127,240-255"), ("(00000000:90:00.0)", "7", "112-127,240-255"),
+        ("(00000000:B7:00.0)", "5", "80-95,208-223"), ("(00000000:BD:00.0)", "5", "80-95,208-223")]
+    r = gpuprov_cli("facts", "-i", "hosts", "--json", "train01")
+    facts = next(e["facts"] for e in map(json.loads, r.stdout.splitlines()) if e["event"] == "facts")
+    assert [g["numa_node"] for g in facts["gpus"]] == [0, 0, 0, 0, 1, 1, 1, 1]
