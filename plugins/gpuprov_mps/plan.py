@@ -140,10 +140,11 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
     installed = {d["instance"]: d for d in mps.get("daemons") or ()}
     now = {d.instance: d for d in host_devices(facts)}
     chosen: list[MpsDevice] = []
+    after = host_devices(planned)
     if settings.get("enabled", True):
         mig_gpus = [g["index"] for g in planned.get("gpus") or () if g.get("mig_current")]
         try:
-            chosen = select(host_devices(planned), settings.get("devices") or "all", mig_gpus)
+            chosen = select(after, settings.get("devices") or "all", mig_gpus)
         except SelectionError as exc:
             raise GpuprovError(f"{host}: mps.devices: {exc}") from None
     changes: list[Change] = []
@@ -160,7 +161,8 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
         changes.extend(change)
     for instance, record in sorted(installed.items()):
         if instance not in wanted:
-            changes.append(_removal(host, facts, settings, record, now.get(instance)))
+            changes.append(_removal(host, facts, settings, record, now.get(instance),
+                                    kept=instance in {d.instance for d in after}))
     if files_change is not None and not chosen:  # removed once no daemon uses them
         changes.append(files_change)
     if warnings and changes:
@@ -323,7 +325,7 @@ def _refresh(device: MpsDevice, settings: Mapping[str, Any], record: Mapping[str
 
 
 def _removal(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], record: Mapping[str, Any],
-             current: MpsDevice | None) -> Change:
+             current: MpsDevice | None, *, kept: bool) -> Change:
     """Stop and remove the daemon of a device no longer selected (or gone), restoring a whole GPU's compute mode."""
     instance = record["instance"]
     env = record.get("env") or {}
@@ -343,8 +345,14 @@ def _removal(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], r
             steps.append(Step.run(_q("nvidia-smi", "-i", gpu_text, "-c", "DEFAULT"),
                                   f"restore the DEFAULT compute mode of GPU {gpu_text} (was {have})"))
     clients = _clients(_processes(facts, current))
-    why = "MPS is off" if not settings.get("enabled", True) else "no longer selected in mps.devices" \
-        if current is not None else "the device is gone"
+    if not settings.get("enabled", True):
+        why = "MPS is off"
+    elif kept:
+        why = "no longer selected in mps.devices"
+    elif current is not None:
+        why = "the MIG changes of this play remove the device"
+    else:
+        why = "the device is gone"
     blocked = None
     if clients:
         blocked = (f"{host}: {name}: PID {_describe(clients)} are clients of its MPS daemon; stopping it cuts them "
