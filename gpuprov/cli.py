@@ -62,7 +62,7 @@ class Context:
         from .report import make_reporter
         from .runner import Runner, RunOptions
 
-        self.plugins = Plugins.load(extra_plugins)
+        self.plugins = Plugins.load(extra_plugins, entry_points=_autoload())
         self.inventory = load_inventory(list(inventories))
         self.limit = limit
         self.json_output = json_output
@@ -419,7 +419,7 @@ def plugins(extra_plugins: tuple[str, ...], json_output: bool) -> None:
     """
     from .plugins import Plugins
 
-    loaded = Plugins.load(extra_plugins)
+    loaded = Plugins.load(extra_plugins, entry_points=_autoload())
     rows: list[dict[str, Any]] = []
     for info in loaded.ordered:
         section = info.schema.section if info.schema else "-"
@@ -444,12 +444,19 @@ def _mount_optional_groups() -> None:
     from .plugins import Plugins
 
     try:
-        plugins = Plugins.load()
+        plugins = Plugins.load(entry_points=_autoload())
     except GpuprovError:
         return  # the command itself loads the plugins again and reports what is wrong
     for section in plugins.exporting_sections():
         if section not in cli.commands:
             cli.add_command(_section_export(section))
+
+
+def _autoload() -> bool:
+    """Whether to load the ``gpuprov.plugins`` entry points. ``GPUPROV_DISABLE_PLUGIN_AUTOLOAD=1`` (like pytest's
+    ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``) loads only ``--plugin`` modules: for a run that must not probe for GPUs, or
+    a test of one plugin alone."""
+    return os.environ.get("GPUPROV_DISABLE_PLUGIN_AUTOLOAD", "").strip().lower() in ("", "0", "false", "no")
 
 
 def _write_retry(playbook: str, bad: dict[str, Any], ctx: Context) -> None:

@@ -172,6 +172,9 @@ def make_reporter(json_output: bool, stream: IO[str] | None = None) -> Reporter:
     return PlainReporter(stream)
 
 
+_PART_WAY = ("failed", "unreachable")  # statuses whose recap line says the last step that completed
+
+
 def recap_text(outcomes: Mapping[str, HostOutcome]) -> str:
     """The recap table: one row per host with ok / changed / failed / unreachable / reboot-required."""
     from .runner import Status
@@ -182,7 +185,7 @@ def recap_text(outcomes: Mapping[str, HostOutcome]) -> str:
         rows.append([o.host] + ["1" if o.status.value == c else "0" for c in cols])
     text = _text_table("RECAP", ["host", *cols], rows)
     notes = [f"  {o.host}: {o.status.value}: {o.message}" + (f" (last step done: {o.last_step})"
-                                                              if o.last_step and o.status.value == "failed" else "")
+                                                              if o.last_step and o.status.value in _PART_WAY else "")
              for o in outcomes.values() if o.message]
     return text + ("\n" + "\n".join(notes) if notes else "")
 

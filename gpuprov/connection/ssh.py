@@ -113,7 +113,11 @@ class SSHConnection(Connection):
         self.become_user = str(hv.get("ansible_become_user", "root"))
         self._become_password = (become_password or hv.get("ansible_become_password")
                                  or hv.get("ansible_become_pass") or os.environ.get("GPUPROV_BECOME_PASSWORD"))
-        connect_kwargs: dict[str, Any] = {"allow_agent": True}
+        # paramiko waits 15 s for the banner and 30 s for authentication whatever the connect timeout: a host that
+        # accepts TCP but never answers (sshd hung, overloaded) must be given up on within the same timeout.
+        connect_kwargs: dict[str, Any] = {"allow_agent": True, "banner_timeout": float(timeout),
+                                          "auth_timeout": float(timeout)}
+        self._lost = ""  # why the connection is known dead: later commands fail at once instead of timing out
         key = hv.get("ansible_ssh_private_key_file") or hv.get("ansible_private_key_file")
         if key:
             connect_kwargs["key_filename"] = [os.path.expanduser(str(key))]
@@ -148,24 +152,76 @@ class SSHConnection(Connection):
     def run(self, command: str, *, stdin: str | None = None, timeout: float | None = None) -> Result:
         from invoke.exceptions import CommandTimedOut
 
+        if self._lost:
+            raise ConnectionFailed(self._lost)
         timeout = timeout or self.command_timeout
-        kwargs: dict[str, Any] = {"hide": True, "warn": True, "pty": False, "timeout": timeout,
-                                  "in_stream": _Stdin(stdin) if stdin is not None else False}
         try:
-            if self.become:
-                # Fabric answers sudo's prompt from a watcher and never echoes the password.
-                r = self.conn.sudo(command, user=self.become_user, password=self._become_password or "", **kwargs)
-            else:
-                r = self.conn.run(command, **kwargs)
+            r = self._run(command, stdin, timeout)
         except CommandTimedOut:
-            return Result("", f"command timed out after {timeout}s", 124)
+            if self._answers(min(timeout or 5.0, 5.0)):
+                return Result("", f"command timed out after {timeout:g}s", 124)
+            self._lost = (f"{self.host_name}: connection lost: the host stopped answering (a command ran past "
+                          f"its {timeout:g}s timeout and a check of the connection got no reply)")
+            raise ConnectionFailed(self._lost) from None
         except (TimeoutError, OSError, EOFError) as exc:
-            raise ConnectionFailed(f"{self.host_name}: connection lost: {_explain(exc)}") from None
+            self._lost = f"{self.host_name}: connection lost: {_explain(exc)}"
+            raise ConnectionFailed(self._lost) from None
         except Exception as exc:
+            from invoke.exceptions import AuthFailure
+
+            if isinstance(exc, AuthFailure):  # its text names the prompt, never the password
+                raise ConnectionFailed(f"{self.host_name}: sudo refused the become password for user "
+                                       f"{self.become_user!r}; check -K / GPUPROV_BECOME_PASSWORD") from None
             if type(exc).__module__.startswith("paramiko"):
-                raise ConnectionFailed(f"{self.host_name}: connection lost: {_explain(exc)}") from None
+                self._lost = f"{self.host_name}: connection lost: {_explain(exc)}"
+                raise ConnectionFailed(self._lost) from None
             raise
         return Result(r.stdout, r.stderr, r.exited)
+
+    def _run(self, command: str, stdin: str | None, timeout: float | None) -> Any:
+        kwargs: dict[str, Any] = {"hide": True, "warn": True, "pty": False, "timeout": timeout,
+                                  "in_stream": _Stdin(stdin) if stdin is not None else False}
+        if not self.become:
+            return self.conn.run(command, **kwargs)
+        # sudo runs its argument as one program, not a shell line: without ``sh -c`` the part after ``&&`` or ``;``
+        # would run unprivileged. The user is quoted too (Fabric puts it in the command line as given).
+        line = f"sh -c {shlex.quote(command)}"
+        if stdin is not None and self._become_password:
+            # sudo -S reads the password from stdin, where it would race with the command's own input: park that
+            # input in a private file as the login user and let the command (as root) read it from there.
+            parked = self.conn.run('umask 077 && t=$(mktemp) && cat > "$t" && echo "$t"', **kwargs)
+            if parked.exited != 0:
+                return parked
+            tmp = shlex.quote(parked.stdout.strip())
+            inner = f"sh -c {shlex.quote(f'{command}; rc=$?; rm -f {tmp}; exit $rc')} < {tmp}"
+            line = f"sh -c {shlex.quote(inner)}"
+            kwargs["in_stream"] = False
+        # Fabric answers sudo's prompt from a watcher and never echoes the password.
+        return self.conn.sudo(line, user=shlex.quote(self.become_user), password=self._become_password or "",
+                              **kwargs)
+
+    def _answers(self, timeout: float) -> bool:
+        """Whether the host still answers on this connection (after a command timed out: slow, or cut off?)."""
+        import time
+
+        # paramiko itself, not Fabric: opening a session on a dead link would wait for ever without a timeout.
+        transport = self.conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            return False
+        deadline = time.monotonic() + timeout
+        try:
+            channel = transport.open_session(timeout=timeout)
+            try:
+                channel.exec_command("true")
+                while not channel.exit_status_ready():
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.05)
+                return channel.recv_exit_status() == 0
+            finally:
+                channel.close()
+        except Exception:  # no channel, or the transport went: either way no answer
+            return False
 
     def put(self, path: str, content: bytes, *, mode: int = 0o644, owner: str | None = None,
             group: str | None = None) -> None:

@@ -82,7 +82,8 @@ def gpuprov_plan(host: Any, facts: dict[str, Any], settings: dict[str, Any]) -> 
         cleanup: tuple[Step, ...] = ()
         if settings["service"]:
             unit = shlex.quote(settings["service"])
-            steps.insert(0, Step.run(f"systemctl stop {unit} && echo stopped {unit} >> {log}",
+            steps.insert(0, Step.run(f"mkdir -p {shlex.quote(d)} && systemctl stop {unit} && echo stopped {unit} "
+                                     f">> {log}",
                                      description=f"stop {settings['service']}"))
             cleanup = (Step.run(f"systemctl start {unit} && echo started {unit} >> {log}",
                                 description=f"start {settings['service']} again"),)
