@@ -133,6 +133,8 @@ def test_whole_gpus_exclusive_then_mps_off_restores_default(tmp_path: Path) -> N
     assert {p: d["visible_devices"] for p, d in daemons.items()} == {
         f"/run/nvidia-mps/gpu{g.index}": g.uuid for g in machine.gpus}
     assert sh(sim, "ls /etc/gpuprov/mps") == "gpu0.env\ngpu1.env\n"
+    r = gpuprov(tmp_path, "verify", "-i", "hosts", playbook)
+    assert r.returncode == 0 and "PASS mps: MPS daemons run for the selected devices" in r.stdout, r.stdout
 
     # The compute mode resets at reboot; the unit sets it again when it starts, not a one-off command.
     sh(sim, "nvidia-smi -c DEFAULT")
@@ -145,6 +147,8 @@ def test_whole_gpus_exclusive_then_mps_off_restores_default(tmp_path: Path) -> N
     assert_converged(tmp_path, playbook)
     assert mps.daemons(sim) == {}
     assert compute_modes(sim) == ["Default", "Default"]
+    r = gpuprov(tmp_path, "verify", "-i", "hosts", playbook)
+    assert r.returncode == 0 and "PASS mps: no MPS daemons left" in r.stdout, r.stdout
     assert run_line(sim, "ls /etc/gpuprov/mps/gpu0.env /etc/systemd/system/nvidia-mps@.service").exit_code != 0
     assert sh(sim, "systemctl is-enabled nvidia-mps@gpu0.service || true").strip() in ("disabled", "not-found", "")
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpuprov_mps.devices import SelectionError, host_devices, instance_name, select
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .captures import MIG_UUIDS, host_facts
 
@@ -65,3 +68,34 @@ def test_selection_errors_say_what_exists(fixtures_dir: Path, wanted: object, me
 def test_instance_names() -> None:
     assert instance_name("gpu0/mig@4/ci1") == "gpu0-mig4-ci1"
     assert instance_name("gpu12") == "gpu12"
+
+
+@st.composite
+def layouts(draw: st.DrawFn) -> dict[str, Any]:
+    """Hosts of 1-4 GPUs, each whole or in MIG mode with GPU instances at distinct slices, 1-3 CIs each."""
+    gpus, devices = [], []
+    for index in range(draw(st.integers(1, 4))):
+        mig = draw(st.booleans())
+        gpus.append({"index": index, "uuid": f"GPU-{index:08x}", "mig_current": mig})
+        if not mig:
+            continue
+        for start in sorted(draw(st.sets(st.integers(0, 7), max_size=4))):
+            for ci in range(draw(st.integers(1, 3))):
+                devices.append({"gpu": index, "gi": None, "ci": ci, "profile": "1g.10gb", "uuid": None,
+                                "placement": [start, 1]})
+    return {"gpus": gpus, "mig_devices": devices}
+
+
+@settings(max_examples=200, deadline=None)
+@given(layouts())
+def test_every_device_is_found_by_its_name_and_its_instance(state: dict[str, Any]) -> None:
+    """Names are unique, and both spellings (gpu0/mig@4/ci1, gpu0-mig4-ci1) select exactly that device."""
+    devices = host_devices(state)
+    assert len({d.name for d in devices}) == len({d.instance for d in devices}) == len(devices)
+    mig_gpus = [g["index"] for g in state["gpus"] if g["mig_current"]]
+    for d in devices:
+        assert select(devices, [d.name], mig_gpus) == [d]
+        assert select(devices, [d.instance], mig_gpus) == [d]
+    assert select(devices, "all", mig_gpus) == devices
+    assert sorted(select(devices, "mig", mig_gpus) + select(devices, "gpus", mig_gpus), key=lambda d: d.key) == \
+        devices
