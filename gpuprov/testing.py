@@ -220,7 +220,7 @@ class HostSpec:
     name: str | None = None
     preset: str | None = None
     gpu: str | None = None
-    count: int = 1
+    count: int | None = None  # None: the preset's GPU count (8 on a DGX), or 1 GPU of ``gpu``
     numa_nodes: int | None = None
     driver: str | None = None
     seed: int | None = None
@@ -283,7 +283,7 @@ def lab_hosts(
     *,
     preset: str | None = None,
     gpu: str | None = None,
-    count: int = 1,
+    count: int | None = None,
     numa_nodes: int | None = None,
     driver: str | None = None,
     seed: int | None = None,
@@ -406,7 +406,7 @@ class Lab:
         *,
         preset: str | None = None,
         gpu: str | None = None,
-        count: int = 1,
+        count: int | None = None,
         numa_nodes: int | None = None,
         driver: str | None = None,
         seed: int | None = None,
@@ -419,7 +419,7 @@ class Lab:
                 hosts, preset=preset, gpu=gpu, count=count, numa_nodes=numa_nodes, driver=driver, seed=seed
             )
         else:
-            if any(v is not None for v in (preset, gpu, numa_nodes, driver, seed)) or count != 1:
+            if any(v is not None for v in (preset, gpu, count, numa_nodes, driver, seed)):
                 raise TypeError(
                     "pass machine details either as keywords with a host count or inside the host list"
                 )
