@@ -52,8 +52,8 @@ def gpuprov_probe() -> dict[str, str]:
 
 
 @hookimpl
-def gpuprov_facts(outputs: Mapping[str, Any]) -> dict[str, Any]:
-    return _facts.gather(outputs)
+def gpuprov_facts(outputs: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
+    return _facts.gather(outputs, facts)
 
 
 @hookimpl
@@ -65,11 +65,12 @@ def gpuprov_facts_view(facts: Mapping[str, Any]) -> list[tuple[str, Sequence[str
         pct = d.get("active_thread_percentage")
         rows.append([env.get("GPUPROV_MPS_DEVICE", d["instance"]), state, d.get("bound_uuid") or "-",
                      env.get("CUDA_MPS_PIPE_DIRECTORY", "-"), "-" if pct is None else f"{pct:g}",
-                     d.get("pinned_mem_limit") or "-", str(len(d.get("servers") or ()))])
+                     d.get("pinned_mem_limit") or "-", str(len(d.get("servers") or ())),
+                     ", ".join(str(c["pid"]) for c in d.get("clients") or ()) or "-"])
     if not rows:
         return []
-    return [("MPS daemons", ("device", "unit", "bound to", "pipe directory", "threads %", "pinned", "servers"),
-             rows)]
+    return [("MPS daemons", ("device", "unit", "bound to", "pipe directory", "threads %", "pinned", "servers",
+                             "clients"), rows)]
 
 
 @hookimpl

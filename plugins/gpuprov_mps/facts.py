@@ -178,11 +178,39 @@ def _stdout(outputs: Mapping[str, Any], name: str) -> str | None:
     return str(result.stdout)
 
 
-def gather(outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """This plugin's facts (``facts["mps"]``) from the probe outputs."""
+def device_processes(facts: Mapping[str, Any], env: Mapping[str, str]) -> list[Mapping[str, Any]]:
+    """The processes nvidia-smi shows on the device an environment file names (the MIG plugin's facts): a whole GPU
+    or the MIG device at ``GPUPROV_MPS_MIG_START`` (compute instance of rank ``GPUPROV_MPS_MIG_RANK``)."""
+    gpu_text = env.get("GPUPROV_MPS_GPU", "")
+    if not gpu_text.isdigit():
+        return []
+    gpu = int(gpu_text)
+    start, rank = env.get("GPUPROV_MPS_MIG_START", ""), env.get("GPUPROV_MPS_MIG_RANK", "") or "0"
+    where: tuple[int | None, int | None] = (None, None)
+    if start.isdigit():
+        cis = sorted((d["ci"], d["gi"]) for d in facts.get("mig_devices") or ()
+                     if d["gpu"] == gpu and d["placement"][0] == int(start))
+        if not rank.isdigit() or int(rank) >= len(cis):
+            return []
+        ci, gi = cis[int(rank)]
+        where = (gi, ci)
+    for g in (facts.get("mig") or {}).get("gpus") or ():
+        if g["index"] == gpu:
+            return [p for p in g.get("processes") or () if (p.get("gi"), p.get("ci")) == where or
+                    (where == (None, None) and p.get("gi") is None)]
+    return []
+
+
+def gather(outputs: Mapping[str, Any], facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """This plugin's facts (``facts["mps"]``) from the probe outputs; ``facts`` (the MIG plugin's, detected first)
+    give each daemon's device the servers (``C``) and clients (``M+C``) nvidia-smi shows on it."""
     files = {key: _stdout(outputs, f"mps.file.{key}") for key in FILES}
     target = parse_show(_stdout(outputs, "mps.target") or "")
     daemons = parse_daemons(_stdout(outputs, "mps.daemons") or "")
+    for d in daemons:
+        procs = device_processes(facts or {}, d["env"])
+        d["clients"] = [{"pid": p["pid"], "name": p.get("name", "")} for p in procs if "M" in str(p.get("type"))]
+        d["server_processes"] = [p["pid"] for p in procs if str(p.get("name", "")).endswith("nvidia-cuda-mps-server")]
     default = outputs.get("mps.default")
     return {"mps": {
         "files": files,

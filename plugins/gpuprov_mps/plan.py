@@ -339,7 +339,8 @@ def _removal(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], r
         steps.append(Step.run(f"systemctl disable {_q(unit)}"))
     steps.append(Step.remove(env_path(instance), before=record.get("env_text")))
     gpu_text = env.get("GPUPROV_MPS_GPU", "")
-    if not env.get("GPUPROV_MPS_MIG_START") and gpu_text.isdigit():
+    if not env.get("GPUPROV_MPS_MIG_START") and gpu_text.isdigit() and \
+            env.get("GPUPROV_MPS_COMPUTE_MODE") == "EXCLUSIVE_PROCESS":  # only what gpuprov set (not "unchanged")
         have = _compute_mode(facts, int(gpu_text))
         if have not in (None, "Default") and not _gpu_in_mig(facts, int(gpu_text)):
             steps.append(Step.run(_q("nvidia-smi", "-i", gpu_text, "-c", "DEFAULT"),

@@ -5,11 +5,15 @@ test per parser runs them all; a last test makes sure every capture of a front-e
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gpuprov_mig import facts as mig_facts
 from gpuprov_mps import facts as f
+
+from .captures import host_facts
 
 CASES = Path(__file__).parent / "parsers"
 
@@ -65,3 +69,27 @@ def test_every_front_end_answer_capture_has_a_case(fixtures_dir: Path) -> None:
 def test_a_stray_line_before_any_device_names_the_listing() -> None:
     with pytest.raises(ValueError, match="MPS daemon listing: unexpected line before any device"):
         f.parse_daemons("garbage\n@@device gpu0\n")
+
+
+def test_clients_and_servers_of_each_daemon_come_from_nvidia_smi(fixtures_dir: Path) -> None:
+    """The MIG guide's capture (a client ``M+C`` and its server ``C`` per MIG device), placed on the SSUP2 GPU's
+    4g.20gb (GI 2) and 1g.5gb (GI 9): each daemon gets the processes of its own device."""
+    capture = (fixtures_dir / "mps/h100-80gb-hbm3-r580_nvidia-smi_processes_mps-on-two-mig-devices.txt").read_text()
+    rows = re.findall(r"^\|\s+0\s+(\d+)\s+0\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)MiB \|$", capture, re.M)
+    assert len(rows) == 4
+    on_a100 = {"1": 2, "2": 9}  # the guide's GI 1 and 2 -> GIs of the SSUP2 layout
+    processes = tuple(mig_facts.Process(pid=int(pid), name=name, type=kind, used_memory_mib=int(mib),
+                                        gi=on_a100[gi], ci=0) for gi, pid, kind, name, mib in rows)
+    facts = host_facts(fixtures_dir, processes=processes)
+
+    class Out:
+        def __init__(self, stdout: str) -> None:
+            self.stdout, self.stderr, self.exit_code = stdout, "", 0
+
+    listing = "".join(
+        f"@@device {inst}\nGPUPROV_MPS_GPU=0\nGPUPROV_MPS_MIG_START={start}\nGPUPROV_MPS_MIG_RANK=0\n"
+        f"CUDA_MPS_PIPE_DIRECTORY=/run/nvidia-mps/{inst}\n@@unit\nActiveState=active\n"
+        for inst, start in (("gpu0-mig0", 0), ("gpu0-mig6", 6), ("gpu0-mig4-ci1", 4)))
+    got = f.gather({"mps.daemons": Out(listing)}, facts)["mps"]["daemons"]
+    assert [(d["instance"], [c["pid"] for c in d["clients"]], d["server_processes"]) for d in got] == [
+        ("gpu0-mig0", [3805], [3809]), ("gpu0-mig6", [3817], [3819]), ("gpu0-mig4-ci1", [], [])]
