@@ -27,6 +27,7 @@ instance's (the A100 580 capture: two ``1c.2g.10gb`` CIs of one GI show 14 SMs a
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -359,6 +360,7 @@ class _Args:
     query_apps: str | None = None
     format: str | None = None
     topo: list[str] | None = None
+    filename: str | None = None
 
 
 def _invalid() -> ReportError:
@@ -404,6 +406,8 @@ def _parse(argv: Sequence[str]) -> _Args:
             args.query_apps = value(key)
         elif key == "--format":
             args.format = value(key)
+        elif key in ("-f", "--filename"):
+            args.filename = value(key)
         else:
             raise _invalid()
         i += 1
@@ -413,9 +417,19 @@ def _parse(argv: Sequence[str]) -> _Args:
 def report(host: SimHost, argv: list[str], env: Mapping[str, str]) -> Result:
     """Print the report ``argv`` asks for, from ``host.machine`` (``argv[0] == "nvidia-smi"``)."""
     try:
-        return _report(host.machine, argv)
+        result = _report(host.machine, argv)
     except ReportError as exc:
         return Result(stdout=exc.message, exit_code=exc.code)
+    target = _parse(argv).filename
+    if target is not None and result.exit_code == 0:  # -f FILE: the report goes to the host's file instead
+        path = host.path(target if target.startswith("/") else os.path.join(env.get("PWD", "/"), target))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(result.stdout)
+        except OSError as exc:
+            return Result(stdout=f"Failed to open file {target}: {exc.strerror}\n", exit_code=2)
+        return Result(exit_code=0)
+    return result
 
 
 def _report(machine: Machine, argv: Sequence[str]) -> Result:

@@ -359,3 +359,75 @@ def test_q_display_and_selection(tmp_path: Path) -> None:
            "        Process ID                        : 4100\n            Type                          : C\n" in pids
     bad = report(host, ["nvidia-smi", "-q", "-d", "NOPE"], {})
     assert bad.exit_code == 2
+
+
+# ------------------------------------------------------------------------------------------------ property
+
+_MIG_PRODUCTS = ("NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-80GB", "NVIDIA A30", "NVIDIA H100 80GB HBM3",
+                 "NVIDIA H200")
+
+
+def _layout_strategy() -> Any:
+    from hypothesis import strategies as st
+
+    drivers = {"NVIDIA A100-SXM4-40GB": ("515.105.01", "535.104.05", "580.126.09"),
+               "NVIDIA A100-SXM4-80GB": ("535.104.05", "590.48.01"), "NVIDIA A30": ("515.105.01", "580.126.09"),
+               "NVIDIA H100 80GB HBM3": ("535.104.05", "590.48.01"), "NVIDIA H200": ("580.126.09", "590.48.01")}
+    return st.sampled_from(_MIG_PRODUCTS).flatmap(lambda product: st.tuples(
+        st.just(product), st.sampled_from(drivers[product]), st.lists(st.integers(0, 6), min_size=1, max_size=7),
+        st.integers(0, 3)))
+
+
+def test_reports_agree_with_the_state_for_any_layout(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Whatever layout the MIG engine accepted, every report shows it the same way: the XML parses back into the
+    state, the table's MIG rows and the -q MIG Device blocks are the devices ``-L`` numbers, every table line is
+    the layout's width, and processes appear under their device."""
+    import re
+
+    from gpuprov_mig.facts import parse_gpu_list, parse_query_xml
+    from hypothesis import given, settings
+
+    from gpuprov.sim import migprofiles
+    from gpuprov.sim.commands import load_all
+
+    smi = load_all()["nvidia-smi"]
+
+    @settings(max_examples=12, deadline=None)
+    @given(_layout_strategy())
+    def check(spec: tuple[str, str, list[int], int]) -> None:
+        product, driver, picks, procs = spec
+        host = SimHost(tmp_path_factory.mktemp("h"))
+        host.save(new_machine(gpu=product, count=1, driver=driver))
+        profiles = migprofiles.gi_profiles(product, driver)
+        ids = ",".join(str(profiles[p % len(profiles)].id) for p in picks)
+        assert smi(host, ["nvidia-smi", "-i", "0", "-mig", "1"], "", {}).exit_code == 0
+        smi(host, ["nvidia-smi", "-r", "-i", "0"], "", {})
+        smi(host, ["nvidia-smi", "mig", "-i", "0", "-cgi", ids, "-C"], "", {})  # may refuse part of it
+        machine = host.load()
+        gpu = machine.gpu(0)
+        devices = sorted((gi.id, ci.id) for gi in gpu.gpu_instances for ci in gi.compute_instances)
+        for n, (gi, ci) in enumerate(devices[:procs]):
+            machine.processes.append(Process(5000 + n, f"job{n}", 0, gi, ci, "C", 100 + n))
+        host.save(machine)
+
+        record = parse_query_xml(smi(host, ["nvidia-smi", "-q", "-x"], "", {}).stdout)
+        (parsed,) = record.gpus
+        assert parsed.mig_current == gpu.mig_current and parsed.uuid == gpu.uuid
+        assert list(parsed.mig_device_ids) == [(n, gi, ci) for n, (gi, ci) in enumerate(devices)]
+        assert sorted((p.pid, p.gi, p.ci) for p in parsed.processes) == sorted(
+            (p.pid, p.gi, p.ci) for p in machine.processes)
+        listed = parse_gpu_list(smi(host, ["nvidia-smi", "-L"], "", {}).stdout)
+        assert [d.device for d in listed] == list(range(len(devices)))
+        table = smi(host, ["nvidia-smi"], "", {}).stdout
+        if driver >= "550":
+            assert {len(line) for line in table.splitlines()[1:] if line} == {91}
+        rows = _mig_table(table)
+        assert [(int(r[1]), int(r[2]), int(r[3])) for r in rows] == [(gi, ci, n) for n, (gi, ci) in
+                                                                      enumerate(devices)]
+        text = smi(host, ["nvidia-smi", "-q"], "", {}).stdout
+        blocks = re.findall(r"MIG Device\n\s+Index\s+: (\d+)\n\s+GPU Instance ID\s+: (\d+)\n\s+Compute Instance ID"
+                            r"\s+: (\d+)", text)
+        assert [(int(i), int(g), int(c)) for i, g, c in blocks] == [(n, gi, ci) for n, (gi, ci) in
+                                                                    enumerate(devices)]
+
+    check()
