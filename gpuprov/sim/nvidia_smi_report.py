@@ -437,7 +437,8 @@ def _report(machine: Machine, argv: Sequence[str]) -> Result:
     if args.topo is not None:
         from .nvidia_smi_table import topo
 
-        return topo(build(machine), args.topo, args.ids)
+        chosen = select_gpus(machine, args.ids) if args.ids is not None else None
+        return topo(build(machine, chosen), args.topo, args.ids)
     selection = select_gpus(machine, args.ids)
     view = build(machine, selection)
     if args.query_gpu is not None or args.query_apps is not None:

@@ -242,15 +242,31 @@ def topo(view: Report, args: Sequence[str], ids: str | None) -> Result:
     """``topo -m`` (``--matrix``): links between GPUs and each GPU's CPU and NUMA affinity (its PCI device's
     ``local_cpulist`` and ``numa_node``). From R535 a ``GPU NUMA ID`` column follows (``N/A``: the GPU's memory
     is not a NUMA node); the header row is underlined with ``ESC[4m`` … ``ESC[0m``, even through a pipe; rows are
-    TAB-separated and the affinity cells carry an empty cell between them, as the captures show."""
-    if ids is not None:
-        raise ReportError("The -i command line argument must be used in conjunction with -n or -p.\n", 2)
-    if not args or args[0] not in ("-m", "--matrix"):
-        raise ReportError("Invalid combination of input arguments. Please run 'nvidia-smi -h' for help.\n", 2)
+    TAB-separated and the affinity cells carry an empty cell between them, as the captures show.
+
+    ``topo -c CPU`` (``--cpu``) lists the GPUs near a CPU (the DGX A100 captures); ``-C -i N`` / ``-M -i N`` print
+    the NUMA node of the CPUs / memory closest to GPU N (``reference/numa.md`` §4). ``-i`` with ``-m`` or ``-c``
+    is refused with the tool's message."""
     from .sysfs import format_list
 
+    option = args[0] if args else ""
+    if option in ("-C", "--get-numa-id-of-nearby-cpu", "-M", "--get-numa-id-of-nearby-memory"):
+        if ids is None or len(args) != 1:
+            raise ReportError("Invalid combination of input arguments. Please run 'nvidia-smi -h' for help.\n", 2)
+        what = "CPU" if option in ("-C", "--get-numa-id-of-nearby-cpu") else "memory"
+        lines = [f"NUMA IDs of closest {what}: {g.gpu.numa_node if g.gpu.numa_node >= 0 else 'N/A'}"
+                 for g in view.gpus]
+        return Result(stdout="\n".join(lines) + "\n")
+    if ids is not None:
+        raise ReportError("The -i command line argument must be used in conjunction with -n or -p.\n", 2)
     nodes = {n.id: n for n in view.machine.numa_nodes}
     gpus = view.all_gpus
+    if option in ("-c", "--cpu") and len(args) == 2 and args[1].isdigit():
+        cpu = int(args[1])
+        near = [str(g.gpu.index) for g in gpus if g.gpu.numa_node in nodes and cpu in nodes[g.gpu.numa_node].cpus]
+        return Result(stdout=f"The GPUs that have an affinity with CPU {cpu} are:\n" + ", ".join(near) + "\n")
+    if option not in ("-m", "--matrix") or len(args) != 1:
+        raise ReportError("Invalid combination of input arguments. Please run 'nvidia-smi -h' for help.\n", 2)
     new = view.major >= 535
     header = [f"GPU{i}" for i in range(len(gpus))] + ["CPU Affinity", "NUMA Affinity"]
     if new:

@@ -431,3 +431,23 @@ def test_reports_agree_with_the_state_for_any_layout(tmp_path_factory: pytest.Te
                                                                     enumerate(devices)]
 
     check()
+
+
+@pytest.mark.parametrize("cpu", ["48", "222"])
+def test_topo_cpu_affinity_exact(cpu: str, fixtures_dir: Path, tmp_path: Path) -> None:
+    """GENG's DGX A100: ``topo -c 48`` names GPUs 0, 1 (node 3), ``-c 222`` GPUs 6, 7 (node 5), as the preset
+    places them; and the NUMA plugin's parser reads the matrix back into each GPU's node and CPUs."""
+    from gpuprov_numa.facts import parse_topo_cpu, parse_topo_matrix
+
+    machine = new_machine(preset="dgx-a100")
+    host = SimHost(tmp_path / "h")
+    host.save(machine)
+    expected = (fixtures_dir / "nvidia-smi-xml" / "topo" / f"dgx-a100_topo-c_{cpu}.txt").read_text()
+    got = report(host, ["nvidia-smi", "topo", "-c", cpu], {}).stdout
+    assert got == expected and parse_topo_cpu(got) == parse_topo_cpu(expected)
+    nodes = {n.id: n for n in machine.numa_nodes}
+    parsed = parse_topo_matrix(report(host, ["nvidia-smi", "topo", "-m"], {}).stdout)
+    assert [(t.index, t.numa_nodes, t.cpus) for t in parsed] == [
+        (g.index, (g.numa_node,), tuple(nodes[g.numa_node].cpus)) for g in machine.gpus]
+    near = report(host, ["nvidia-smi", "topo", "-C", "-i", "4"], {})
+    assert near.stdout == "NUMA IDs of closest CPU: 7\n"
