@@ -11,7 +11,7 @@ prints ``Field "X" is not a valid field to query.`` and an empty line on stdout,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .host import Result
 from .nvidia_smi_report import GpuReport, Report, ReportError
@@ -282,7 +282,7 @@ def _strip_unit(value: str, unit: str) -> str:
     return value
 
 
-def _fields(spec: str, known: dict[str, tuple[str, object]], aliases: dict[str, str]) -> list[str]:
+def _fields(spec: str, known: Mapping[str, object], aliases: Mapping[str, str]) -> list[str]:
     names = []
     for raw in spec.split(","):
         name = raw.strip()
@@ -303,7 +303,7 @@ def query(view: Report, gpu_fields: str | None, app_fields: str | None, fmt: str
     header, units = _format(fmt)
     rows: list[str] = []
     if gpu_fields is not None:
-        names = _fields(gpu_fields, GPU_FIELDS, ALIASES)  # type: ignore[arg-type]
+        names = _fields(gpu_fields, GPU_FIELDS, ALIASES)
         heads = [f"{n} [{GPU_FIELDS[n][0]}]" if GPU_FIELDS[n][0] else n for n in names]
         for g in view.gpus:
             cells = []
@@ -314,7 +314,7 @@ def query(view: Report, gpu_fields: str | None, app_fields: str | None, fmt: str
             rows.append(", ".join(cells))
     else:
         assert app_fields is not None
-        names = _fields(app_fields, APP_FIELDS, APP_ALIASES)  # type: ignore[arg-type]
+        names = _fields(app_fields, APP_FIELDS, APP_ALIASES)
         heads = [f"{n} [{APP_FIELDS[n][0]}]" if APP_FIELDS[n][0] else n for n in names]
         for g in view.gpus:
             for i, p in enumerate(g.processes):

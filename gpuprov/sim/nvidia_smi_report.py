@@ -454,12 +454,14 @@ def _report(machine: Machine, argv: Sequence[str]) -> Result:
     for section in args.display:
         if section not in DISPLAY_SECTIONS:
             raise ReportError(f'"{section}" is not a valid display section. ' + _USAGE_HINT, 2)
-    if args.xml or args.dtd:
+    if args.dtd:  # embedding NVIDIA's DTD text would mean inventing it: refuse rather than pretend
+        return Result(stderr="gpuprov sim: nvidia-smi --dtd is not simulated (use -q -x)\n", exit_code=2)
+    if args.xml:
         if not args.query:
             raise _invalid()
         from .nvidia_smi_xml import xml_report
 
-        return Result(stdout=xml_report(view, dtd=args.dtd))
+        return Result(stdout=xml_report(view))
     if args.query:
         from .nvidia_smi_text import text_report
 

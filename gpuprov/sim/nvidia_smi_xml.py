@@ -71,7 +71,7 @@ def gpu_values(view: Report, g: GpuReport) -> dict[str, object]:
         "power_draw": _watts(b.power_idle if idle else b.power_limit * 0.62),
         "power_limit": _watts(b.power_limit), "power_min": _watts(b.power_min),
         "graphics_clock": b.idle_graphics if idle else b.max_graphics, "mem_clock": b.max_memory,
-        "video_clock": b.max_video if not idle else min(b.max_video, 1275 if b.max_video > 1275 else b.max_video),
+        "video_clock": b.max_video if not idle else b.max_video // 2,
         "max_graphics": b.max_graphics, "max_memory": b.max_memory, "max_video": b.max_video,
         "app_graphics": round(b.max_graphics * 0.78 / 15) * 15,
     }
@@ -606,7 +606,7 @@ def gpu_nodes(view: Report, g: GpuReport) -> list[Node]:
     b = g.board
     legacy_ecc = b.architecture == "Pascal"
     values.update({
-        "volatile_sram": "N/A" if b.ecc else "N/A",
+        "volatile_sram": "N/A",  # the 510/515 documents read no volatile SRAM/DRAM counters
         "retired_count": "0" if b.architecture in ("Pascal", "Volta", "Turing") else "N/A",
         "retired_pending": "No" if b.architecture in ("Pascal", "Volta", "Turing") else "N/A",
         "mem_threshold": "95 C" if b.memory_temp is not None else "N/A",
@@ -661,7 +661,7 @@ def _render(nodes: list[Node], base: int) -> list[str]:
     return lines
 
 
-def xml_report(view: Report, dtd: bool = False) -> str:
+def xml_report(view: Report) -> str:
     """The whole ``nvidia-smi -q -x`` document for the selected GPUs."""
     m = view.machine
     stamp = time.asctime(time.localtime(view.timestamp))
