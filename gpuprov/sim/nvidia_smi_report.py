@@ -272,7 +272,7 @@ def _gpu_report(machine: Machine, gpu: Gpu, minor: int) -> GpuReport:
     procs = [p for p in machine.processes if p.gpu == gpu.index]
     devices = _mig_devices(machine, gpu, procs) if capable else ()
     if devices:
-        order = {(d.gi, d.ci): d.index for d in devices}
+        order: dict[tuple[int | None, int | None], int] = {(d.gi, d.ci): d.index for d in devices}
         procs.sort(key=lambda p: (order.get((p.gi, p.ci), len(order)), p.pid))
         used = sum({d.gi: d.used_mib for d in devices}.values())
     else:
