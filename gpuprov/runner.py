@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from . import manifest
 from .connection import Connection, open_connection
 from .errors import ConnectionFailed, GpuprovError, StepFailed
 from .plan import Change, Disruption, HostPlan, Plan, Step, fingerprint
@@ -87,6 +88,7 @@ class Runner:
         self.unreachable: dict[str, str] = {}
         self.stop = threading.Event()
         self._lock = threading.Lock()
+        self.written: dict[str, manifest.Written] = {}  # per host: the files gpuprov wrote (see gpuprov.manifest)
 
     # -- connections ---------------------------------------------------------------------------------------------
     def connect(self, host: Host) -> Connection:
@@ -125,19 +127,27 @@ class Runner:
         conn = self.connect(host)
         self.reporter.host_phase(host.name, "detect")
         probes = self.plugins.probe(host, settings)
+        where = manifest.manifest_path(host)
+        probes[manifest.PROBE] = manifest.probe_command(where)  # the core's own probe, in the same round trip
         outputs = conn.run_batch(probes, timeout=self.options.command_timeout)
         lost = [n for n, r in outputs.items() if r.exit_code == 255 and "batch ended" in r.stderr]
         if probes and len(lost) == len(probes):
             raise ConnectionFailed(f"{host.name}: the connection dropped during detect")
+        written = manifest.parse_probe(outputs.pop(manifest.PROBE).stdout)
+        with self._lock:
+            self.written[host.name] = manifest.Written(where, written)
         try:
-            return self.plugins.facts(host, outputs)
+            facts = self.plugins.facts(host, outputs)
         except ValueError as exc:
             raise GpuprovError(f"{host.name}: cannot read the host's state: {exc}") from None
+        facts[manifest.FACTS_KEY] = {"written": written}
+        return facts
 
     def plan_host(self, host: Host, facts: dict[str, Any], settings: Mapping[str, Mapping[str, Any]]) -> HostPlan:
         self.reporter.host_phase(host.name, "plan")
         planned = copy.deepcopy(facts)
         changes = self.plugins.plan(host, facts, settings, planned, self.templates)
+        changes = manifest.guard(changes, facts.get(manifest.FACTS_KEY, {}).get("written", {}))
         return HostPlan(host.name, changes, fingerprint(facts), settings=dict(settings))
 
     def apply_host(self, host: Host, hp: HostPlan, outcome: HostOutcome) -> None:
@@ -162,11 +172,23 @@ class Runner:
                 self.run_step(host, conn, change, step)
                 outcome.last_step = f"{change.id}: {step.label()}"
         finally:
+            self._save_manifest(host, conn)
             for step in change.cleanup:
                 try:
                     self.run_step(host, conn, change, step)
                 except (StepFailed, ConnectionFailed) as exc:
                     self.reporter.warning(host.name, f"cleanup of {change.id} failed: {exc}")
+
+    def _save_manifest(self, host: Host, conn: Connection) -> None:
+        """Record the hashes of the files this change wrote; a failure only costs the protection of those files."""
+        written = self.written.get(host.name)
+        if written is None or not written.dirty:
+            return
+        try:
+            conn.put(written.path, written.recorded_text().encode(), mode=0o644)
+            written.dirty = False
+        except (StepFailed, ConnectionFailed) as exc:
+            self.reporter.warning(host.name, f"could not record what gpuprov wrote in {written.path}: {exc}")
 
     def run_step(self, host: Host, conn: Connection, change: Change, step: Step) -> None:
         self.reporter.step(host.name, change.id, step.label())
@@ -179,11 +201,15 @@ class Runner:
         elif step.kind == "write":
             assert step.path is not None and step.content is not None
             conn.put(step.path, step.content.encode(), mode=step.mode, owner=step.owner, group=step.group)
+            if host.name in self.written:
+                self.written[host.name].wrote(step.path, step.content)
         elif step.kind == "remove":
             assert step.path is not None
             result = conn.run(f"rm -f {shlex.quote(step.path)}")
             if not result.ok:
                 raise StepFailed(f"{change.id}: removing {step.path} failed: {result.stderr.strip()}")
+            if host.name in self.written:
+                self.written[host.name].removed(step.path)
         else:
             raise StepFailed(f"{change.id}: unknown step kind {step.kind!r}")
 
