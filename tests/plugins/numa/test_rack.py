@@ -107,3 +107,25 @@ def test_facts_show_the_topology_table(gpuprov_cli: Cli, tmp_path: Path) -> None
     r = gpuprov_cli("facts", "-i", "hosts", "--json", "train01")
     facts = next(e["facts"] for e in map(json.loads, r.stdout.splitlines()) if e["event"] == "facts")
     assert [g["numa_node"] for g in facts["gpus"]] == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_mps_daemons_get_placed_by_drop_ins(gpuprov_cli: Cli, tmp_path: Path) -> None:
+    """The MPS plugin plans its units first; the drop-ins follow in the same run and restart the daemons it just
+    started, so they run placed. systemd (the stand-in) merges the drop-in into each instance."""
+    (tmp_path / "hosts").write_text(INVENTORY)
+    (tmp_path / "mps.yml").write_text("- hosts: train01\n  mps: {devices: [1, 6]}\n"
+                                      "  numa: {wrappers: false}\n")
+    r = gpuprov_cli("plan", "-i", "hosts", "mps.yml")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "+ numa/mps/gpu1: GPU 1: MPS unit nvidia-mps@gpu1.service placed (CPUs 0-55,112-167 (node 0), memory " \
+           "bind 0)" in r.stdout
+    r = gpuprov_cli("apply", "-i", "hosts", "mps.yml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = gpuprov_cli("plan", "-i", "hosts", "mps.yml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for index, node, cpus in ((1, 0, "0-55,112-167"), (6, 1, "56-111,168-223")):
+        unit = f"nvidia-mps@gpu{index}.service"
+        shown = _run(tmp_path, "train01", f"systemctl cat {unit}")
+        assert f"# /etc/systemd/system/{unit}.d/50-gpuprov-numa.conf" in shown
+        assert {f"CPUAffinity={cpus}", "NUMAPolicy=bind", f"NUMAMask={node}"} <= set(shown.splitlines())
+        assert _run(tmp_path, "train01", f"systemctl is-active {unit}").strip() == "active"
