@@ -434,6 +434,8 @@ def report(host: SimHost, argv: list[str], env: Mapping[str, str]) -> Result:
 
 def _report(machine: Machine, argv: Sequence[str]) -> Result:
     args = _parse(argv)
+    if not machine.gpus:  # a driver without a GPU (a sim host described without sim_gpu): NVML finds nothing
+        raise ReportError("No devices were found\n", 6)
     if args.topo is not None:
         from .nvidia_smi_table import topo
 

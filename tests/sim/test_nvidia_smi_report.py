@@ -451,3 +451,11 @@ def test_topo_cpu_affinity_exact(cpu: str, fixtures_dir: Path, tmp_path: Path) -
         (g.index, (g.numa_node,), tuple(nodes[g.numa_node].cpus)) for g in machine.gpus]
     near = report(host, ["nvidia-smi", "topo", "-C", "-i", "4"], {})
     assert near.stdout == "NUMA IDs of closest CPU: 7\n"
+
+
+def test_no_gpu(tmp_path: Path) -> None:
+    host = SimHost(tmp_path / "h")
+    host.save(new_machine(numa_nodes=2))
+    for argv in (["nvidia-smi"], ["nvidia-smi", "-q", "-x"], ["nvidia-smi", "--query-gpu=index", "--format=csv"]):
+        result = report(host, argv, {})
+        assert (result.stdout, result.exit_code) == ("No devices were found\n", 6)
