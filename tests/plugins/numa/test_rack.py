@@ -129,3 +129,23 @@ def test_mps_daemons_get_placed_by_drop_ins(gpuprov_cli: Cli, tmp_path: Path) ->
         assert f"# /etc/systemd/system/{unit}.d/50-gpuprov-numa.conf" in shown
         assert {f"CPUAffinity={cpus}", "NUMAPolicy=bind", f"NUMAMask={node}"} <= set(shown.splitlines())
         assert _run(tmp_path, "train01", f"systemctl is-active {unit}").strip() == "active"
+
+
+def test_example_playbook_places_every_device_of_the_example_rack(gpuprov_cli: Cli, tmp_path: Path) -> None:
+    """``playbooks/site.yml`` on ``inventory.example``: a wrapper per whole GPU on the training nodes, per MIG device
+    on the partitioned ones, each on its GPU's node as the presets place them."""
+    root = Path(__file__).resolve().parents[3]
+    r = gpuprov_cli("plan", "-i", str(root / "inventory.example"), str(root / "playbooks/site.yml"), "--json")
+    assert r.returncode == 2, r.stdout + r.stderr
+    plan = next(e["plan"] for e in map(json.loads, r.stdout.splitlines()) if e["event"] == "plan")
+    a100_nodes = (3, 3, 1, 1, 7, 7, 5, 5)  # DGX A100: reference/numa.md §3
+    for host in plan["hosts"]:
+        wrappers = {c["id"].removeprefix("numa/wrapper/"): c["after"]["node"] for c in host["changes"]
+                    if c["id"].startswith("numa/wrapper/")}
+        if host["host"].startswith("train"):
+            assert wrappers == {f"gpu{i}-run": i // 4 for i in range(8)}, host["host"]
+        elif host["host"].startswith("infer"):
+            assert wrappers and all(k.split("-")[1].startswith("mig") for k in wrappers), host["host"]
+            assert wrappers == {k: a100_nodes[int(k[3])] for k in wrappers}
+        else:
+            assert len(wrappers) == 16, host["host"]  # 4 A30s x all-1g (four 1g.6gb devices each)
