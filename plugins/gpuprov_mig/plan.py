@@ -214,16 +214,31 @@ def instance_steps(index: int, diff: GpuDiff) -> list[Step]:
     for gi, c in diff.destroy_cis:
         steps.append(Step.run(_smi("mig", "-i", index, "-dci", "-ci", c["ci"], "-gi", gi["gi"]),
                               f"destroy compute instance {device_name(index, gi['gi'], c['ci'])} ({c['profile']})"))
-    for gi in diff.destroy_gis:
-        steps.append(Step.run(_smi("mig", "-i", index, "-dgi", "-gi", gi["gi"]),
-                              f"destroy GPU instance {device_name(index, gi['gi'])} ({gi['profile']} at "
-                              f"{gi['placement'][0]}:{gi['placement'][1]})"))
+    if diff.destroy_gis:  # one -dgi for all of them, as for -cgi below
+        ids = ",".join(str(gi["gi"]) for gi in diff.destroy_gis)
+        what = ", ".join(f"{device_name(index, gi['gi'])} ({gi['profile']} at {gi['placement'][0]}:"
+                         f"{gi['placement'][1]})" for gi in diff.destroy_gis)
+        noun = "GPU instance" if len(diff.destroy_gis) == 1 else "GPU instances"
+        steps.append(Step.run(_smi("mig", "-i", index, "-dgi", "-gi", ids), f"destroy {noun} {what}"))
+    batch: list[TargetGi] = []  # consecutive GIs with their default CI: one -cgi list, one round trip
+
+    def flush() -> None:
+        if batch:
+            places = ",".join(f"{t.profile_id}:{t.start}" for t in batch)
+            wheres = ", ".join(f"{t.profile} at {t.start}:{t.size}" for t in batch)
+            what = "GPU instance" if len(batch) == 1 else "GPU instances"
+            which = "its default compute instance" if len(batch) == 1 else "their default compute instances"
+            steps.append(Step.run(_smi("mig", "-i", index, "-cgi", places, "-C"),
+                                  f"create {what} {wheres} with {which}"))
+            batch.clear()
+
     for t in diff.create_gis:
         where = f"{t.profile} at {t.start}:{t.size}"
         if t.cis is None:
-            steps.append(Step.run(_smi("mig", "-i", index, "-cgi", f"{t.profile_id}:{t.start}", "-C"),
-                                  f"create GPU instance {where} with its default compute instance"))
-        elif not t.cis:
+            batch.append(t)
+            continue
+        flush()
+        if not t.cis:
             steps.append(Step.run(_smi("mig", "-i", index, "-cgi", f"{t.profile_id}:{t.start}"),
                                   f"create GPU instance {where} without compute instances"))
         else:
@@ -233,6 +248,7 @@ def instance_steps(index: int, diff: GpuDiff) -> list[Step]:
             command = f"out=$({create}) && gi=${{out#*GPU instance ID }} && gi=${{gi%% on GPU*}} && {cci}"
             steps.append(Step.run(command, f"create GPU instance {where} with compute instances "
                                            f"{', '.join(t.cis)}"))
+    flush()
     for gi, t in diff.create_cis:
         if t.cis is None:
             steps.append(Step.run(_smi("mig", "-i", index, "-gi", gi["gi"], "-cci", default_ci(t.profile)),

@@ -109,8 +109,7 @@ def test_only_what_differs_is_destroyed_and_created(fixtures_dir: Path, template
     assert commands(change) == [
         "nvidia-smi mig -i 0 -dci -ci 0,1 -gi 3",
         "nvidia-smi mig -i 0 -dgi -gi 3",
-        "nvidia-smi mig -i 0 -cgi 19:4 -C",
-        "nvidia-smi mig -i 0 -cgi 19:5 -C",
+        "nvidia-smi mig -i 0 -cgi 19:4,19:5 -C",
     ]
     assert change.disruption is Disruption.GPU_IDLE
     assert change.blocked is None
@@ -125,10 +124,7 @@ def test_creation_is_largest_first_with_explicit_placements(fixtures_dir: Path, 
               TargetGi(19, "1g.5gb", 2, 1))
     change = by_id(plan(facts, {0: GpuTarget(True, wanted)}, templates)[0])["mig/gpu0"]
     assert commands(change) == [
-        "nvidia-smi mig -i 0 -cgi 9:4 -C",
-        "nvidia-smi mig -i 0 -cgi 14:0 -C",
-        "nvidia-smi mig -i 0 -cgi 19:2 -C",
-        "nvidia-smi mig -i 0 -cgi 19:3 -C",
+        "nvidia-smi mig -i 0 -cgi 9:4,14:0,19:2,19:3 -C",  # largest first, one round trip
     ]
     assert change.disruption is Disruption.NONE
 
@@ -253,7 +249,7 @@ def test_mig_off_destroys_instances_then_disables(fixtures_dir: Path, templates:
     facts = capture_facts(fixtures_dir)
     changes, planned = plan(facts, {0: GpuTarget(False)}, templates)
     assert [c.id for c in changes] == ["mig/gpu0", "mig/mode/gpu0"]  # no boot unit: nothing to re-create
-    assert commands(changes[0])[-1] == "nvidia-smi mig -i 0 -dgi -gi 9"
+    assert commands(changes[0])[-1] == "nvidia-smi mig -i 0 -dgi -gi 2,3,9"  # every GI in one -dgi
     assert commands(changes[1])[1] == "nvidia-smi -i 0 -mig 0"
     assert planned["mig_devices"] == [] and planned["gpus"][0]["mig_current"] is False
 
@@ -347,8 +343,7 @@ def test_catalogue_plans_a_gpu_whose_mig_mode_is_off(fixtures_dir: Path, templat
     facts = capture_facts(fixtures_dir, replace(A100, product="NVIDIA A100-SXM4-80GB"), mig_on=False)
     targets = resolve_targets("node01", facts, {"layout": "all-balanced"})
     change = by_id(plan(facts, targets, templates)[0])["mig/gpu0"]
-    assert commands(change) == ["nvidia-smi mig -i 0 -cgi 9:4 -C", "nvidia-smi mig -i 0 -cgi 14:2 -C",
-                                "nvidia-smi mig -i 0 -cgi 19:0 -C", "nvidia-smi mig -i 0 -cgi 19:1 -C"]
+    assert commands(change) == ["nvidia-smi mig -i 0 -cgi 9:4,14:2,19:0,19:1 -C"]
     assert "all-balanced" in change.summary
 
 
