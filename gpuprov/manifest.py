@@ -3,14 +3,17 @@
 Why: an operator who hand-fixes a unit file on one node at 3 a.m. must not lose that fix to the next ``apply``
 without a trace. gpuprov therefore keeps, on every host, a manifest of the files it wrote with the SHA-256 of the
 content it wrote (``/var/lib/gpuprov/manifest``, one ``<sha256>  <path>`` line per file, the format of
-``sha256sum``; the host variable ``gpuprov_manifest`` moves it).
+``sha256sum``; the host variable ``gpuprov_manifest`` moves it). On the control node itself
+(``ansible_connection=local``) it lives with the user's state instead, ``$XDG_STATE_HOME/gpuprov/manifest``
+(``~/.local/state``), like the sim hosts' state: a run as an ordinary user can keep it, and test runs on the
+control node do not leave it in ``/var/lib``.
 
 - **detect** reads the manifest and hashes each listed file in the *same* round trip as the plugins' probes
   (:func:`probe_command`), into the facts as ``facts["gpuprov"]["written"][path] = {"recorded", "current"}``; the
   facts' fingerprint covers it, so a file edited between ``plan --out`` and ``apply FILE`` makes ``apply`` refuse.
 - **plan**: :func:`guard` looks at every write and remove step. When the file on the host is not what gpuprov
   last wrote (edited, or there before gpuprov and different), a step is put in front that copies it to
-  ``/var/lib/gpuprov/backup/<path>.<first 12 hex of its sha256>``, and the change gets a warning saying so; the
+  ``backup/<path>.<first 12 hex of its sha256>`` beside the manifest, and the change gets a warning saying so; the
   plan shows both. The backup name depends only on the edited content, so plans stay deterministic and a second
   edit gets a second backup.
 - **apply**: after each change the runner writes the manifest again with the hashes of what it wrote
@@ -34,14 +37,21 @@ if TYPE_CHECKING:
     from .plan import Change, Step
 
 MANIFEST_PATH = "/var/lib/gpuprov/manifest"
-BACKUP_DIR = "/var/lib/gpuprov/backup"
 PROBE = "gpuprov.manifest"
 FACTS_KEY = "gpuprov"
 
 
 def manifest_path(host: Host) -> str:
-    """Where ``host`` keeps its manifest (``gpuprov_manifest`` host variable, else :data:`MANIFEST_PATH`)."""
-    return str(host.vars.get("gpuprov_manifest") or MANIFEST_PATH)
+    """Where ``host`` keeps its manifest: ``gpuprov_manifest``, else the user's state dir for ``local``, else
+    :data:`MANIFEST_PATH`."""
+    if host.vars.get("gpuprov_manifest"):
+        return str(host.vars["gpuprov_manifest"])
+    if host.connection == "local":
+        import os
+
+        state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        return posixpath.join(state, "gpuprov", "manifest")
+    return MANIFEST_PATH
 
 
 def sha256(content: str | bytes) -> str:
@@ -70,8 +80,9 @@ def parse_probe(stdout: str) -> dict[str, dict[str, str | None]]:
     return written
 
 
-def backup_path(path: str, digest: str) -> str:
-    return posixpath.join(BACKUP_DIR, path.lstrip("/")) + f".{digest[:12]}"
+def backup_path(path: str, digest: str, manifest: str = MANIFEST_PATH) -> str:
+    """Where the edited ``path`` (content hash ``digest``) is kept: ``backup/`` beside the host's manifest."""
+    return posixpath.join(posixpath.dirname(manifest), "backup", path.lstrip("/")) + f".{digest[:12]}"
 
 
 def _edited(step: Step, written: Mapping[str, Mapping[str, Any]]) -> tuple[str, str] | None:
@@ -88,7 +99,8 @@ def _edited(step: Step, written: Mapping[str, Mapping[str, Any]]) -> tuple[str, 
     return None
 
 
-def guard(changes: Iterable[Change], written: Mapping[str, Mapping[str, Any]]) -> list[Change]:
+def guard(changes: Iterable[Change], written: Mapping[str, Mapping[str, Any]],
+          manifest: str = MANIFEST_PATH) -> list[Change]:
     """``changes`` with a backup step in front of every write or remove that would destroy a person's edit."""
     from .plan import Step
 
@@ -101,7 +113,7 @@ def guard(changes: Iterable[Change], written: Mapping[str, Mapping[str, Any]]) -
                 edited = _edited(step, written)
                 if edited is not None:
                     digest, why = edited
-                    target = backup_path(step.path, digest)
+                    target = backup_path(step.path, digest, manifest)
                     q = shlex.quote
                     steps.append(Step.run(f"mkdir -p {q(posixpath.dirname(target))} && cp -p {q(step.path)} "
                                           f"{q(target)}", description=f"keep {step.path} as {target}"))

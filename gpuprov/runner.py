@@ -147,7 +147,8 @@ class Runner:
         self.reporter.host_phase(host.name, "plan")
         planned = copy.deepcopy(facts)
         changes = self.plugins.plan(host, facts, settings, planned, self.templates)
-        changes = manifest.guard(changes, facts.get(manifest.FACTS_KEY, {}).get("written", {}))
+        changes = manifest.guard(changes, facts.get(manifest.FACTS_KEY, {}).get("written", {}),
+                                 manifest.manifest_path(host))
         return HostPlan(host.name, changes, fingerprint(facts), settings=dict(settings))
 
     def apply_host(self, host: Host, hp: HostPlan, outcome: HostOutcome) -> None:

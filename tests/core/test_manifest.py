@@ -114,3 +114,15 @@ def test_the_probe_reads_back_what_was_recorded(files: dict[str, bytes], edited:
         out = subprocess.run(["sh", "-c", probe_command(f"{root}/manifest")], capture_output=True, text=True,
                              check=True).stdout
         assert parse_probe(out) == expected
+
+
+def test_the_control_node_keeps_its_manifest_with_the_users_state(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    from gpuprov.inventory import Host
+    from gpuprov.manifest import manifest_path
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert manifest_path(Host("me", {"ansible_connection": "local"}, ("all",))) == f"{tmp_path}/gpuprov/manifest"
+    assert manifest_path(Host("n1", {}, ("all",))) == "/var/lib/gpuprov/manifest"
+    assert manifest_path(Host("n1", {"gpuprov_manifest": "/srv/m"}, ("all",))) == "/srv/m"
+    assert backup_path("/etc/a", "ab" * 32, "/srv/m") == f"/srv/backup/etc/a.{'ab' * 6}"

@@ -296,3 +296,34 @@ def test_max_fail_percentage_stops_a_rolling_run(site: Site) -> None:
     assert site.files("host2") == set()
     assert site.files("host3") == set() and site.files("host4") == set(), "the run went on after the failure"
     assert site.log("host3") == [] and site.log("host4") == []
+
+
+# ------------------------------------------------------------------------------- safety of edited files
+
+
+@pytest.mark.lab
+def test_a_file_edited_by_hand_over_ssh_is_kept_as_a_backup(site: Site, lab: Lab) -> None:
+    def play(content: str) -> None:
+        site.playbook(f"""\
+        - hosts: host1:host2
+          steps: {{dir: DIR, names: [unit], mode: file-only, content: {content}}}
+        """)
+
+    play("v1")
+    assert site.gpuprov("apply", "play.yml").code == 0
+    lab.run("host1", f"echo '# hand fix' >> {site.dir}/unit", check=True)
+    play("v2")
+    run = site.gpuprov("plan", "play.yml")
+    assert run.code == 2, run
+    edited = lab.run("host1", f"sha256sum {site.dir}/unit", check=True).stdout.split()[0]
+    kept = f"/var/lib/gpuprov/backup{site.dir}/unit.{edited[:12]}"
+    assert f"{site.dir}/unit was edited since gpuprov wrote it: the current file is kept as {kept}" in run.stdout
+    assert run.stdout.count("keep ") == 1, run  # host2's copy was not edited
+
+    assert site.gpuprov("apply", "play.yml").code == 0
+    assert lab.run("host1", f"cat {kept}", check=True).stdout == "v1\n# hand fix\n"
+    assert lab.run("host1", f"cat {site.dir}/unit", check=True).stdout == "v2\n"
+    assert lab.run("host2", f"test -e /var/lib/gpuprov/backup{site.dir}").exit_code == 1
+    manifest = lab.run("host1", "cat /var/lib/gpuprov/manifest", check=True).stdout
+    assert f"  {site.dir}/unit\n" in manifest
+    assert site.gpuprov("plan", "play.yml").code == 0
