@@ -108,11 +108,7 @@ def test_golden(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
     from gpuprov.sim.presets import new_machine
 
     case = yaml.safe_load(case_file.read_text())
-    fixture = fixtures_dir / case["fixture"]
-    expected = fixture.read_text()
-    if "fixture_lines" in case:
-        first, last = case["fixture_lines"]
-        expected = "".join(expected.splitlines(keepends=True)[first - 1 : last])
+    expected = _expected(case, fixtures_dir)
     host = SimHost(tmp_path / "host")
     machine = new_machine(**case.get("host", {}))
     apply_state(machine, case.get("state") or {})
@@ -125,6 +121,19 @@ def test_golden(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
     stream = case.get("stream", "stdout")
     actual = {"stdout": result.stdout, "stderr": result.stderr, "both": result.stdout + result.stderr}[stream]
     assert result.exit_code == case.get("exit_code", 0), actual
+    _compare(case, case_file, expected, actual)
+
+
+def _expected(case: dict[str, Any], fixtures_dir: Path) -> str:
+    expected = (fixtures_dir / case["fixture"]).read_text()
+    if "fixture_lines" in case:
+        first, last = case["fixture_lines"]
+        expected = "".join(expected.splitlines(keepends=True)[first - 1 : last])
+    return expected
+
+
+def _compare(case: dict[str, Any], case_file: Path, expected: str, actual: str) -> None:
+    """The case's comparison of the capture with what the stand-in printed (see the module docstring)."""
     expected, actual = normalise(expected), normalise(actual)
     for pattern in case.get("mask", []):
         expected, actual = (mask(re.compile(pattern, re.M), text) for text in (expected, actual))
@@ -140,3 +149,39 @@ def test_golden(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
         assert keep(expected), f"{case_file.name}: the line patterns match nothing in the fixture"
     else:
         assert actual == expected
+
+
+_CLI_HOST = {"preset": "--preset", "gpu": "--gpu", "count": "--count", "driver": "--driver",
+             "numa_nodes": "--numa-nodes"}
+
+
+def _replayable(path: Path) -> bool:
+    case = yaml.safe_load(path.read_text())
+    return (path.parent.name == "nvidia-smi" and not case.get("state") and not case.get("stdin")
+            and set(case.get("host", {})) <= set(_CLI_HOST))
+
+
+@pytest.mark.parametrize("case_file", [p for p in _cases() if _replayable(p)], ids=lambda p: p.stem)
+def test_replayed_through_gpuprov_sim(case_file: Path, fixtures_dir: Path, tmp_path: Path) -> None:
+    """What a person types: ``gpuprov sim new DIR --gpu ...``, then ``gpuprov sim run DIR -- nvidia-smi ...`` for
+    each command of the capture's sequence, prints what the capture shows, with its exit code."""
+    from click.testing import CliRunner
+
+    from gpuprov.sim.cli import sim
+
+    case = yaml.safe_load(case_file.read_text())
+    runner = CliRunner()
+    directory = str(tmp_path / "host")
+    options = [part for key, value in case.get("host", {}).items() for part in (_CLI_HOST[key], str(value))]
+    made = runner.invoke(sim, ["new", directory, *options])
+    assert made.exit_code == 0, made.output
+    allow_fail = set(case.get("allow_fail", []))
+    for step in case.get("setup", []):
+        done = runner.invoke(sim, ["run", directory, "--", *shlex.split(step)])
+        assert done.exit_code == 0 or step in allow_fail, f"setup {step!r} failed: {done.output}"
+    argv = shlex.split(case["command"]) if isinstance(case["command"], str) else list(case["command"])
+    result = runner.invoke(sim, ["run", directory, "--", *argv])
+    stream = case.get("stream", "stdout")
+    actual = {"stdout": result.stdout, "stderr": result.stderr, "both": result.stdout + result.stderr}[stream]
+    assert result.exit_code == case.get("exit_code", 0), actual
+    _compare(case, case_file, _expected(case, fixtures_dir), actual)
