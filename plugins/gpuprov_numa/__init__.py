@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpuprov import hookimpl
 from gpuprov.schema import Schema, Setting
+from gpuprov.verify import Check
 
 from . import facts as _facts
 from . import plan as _plan
@@ -119,6 +120,14 @@ def gpuprov_facts_view(facts: Mapping[str, Any]) -> list[tuple[str, Sequence[str
 def gpuprov_plan(host: Host, facts: Mapping[str, Any], settings: Mapping[str, Any], planned: dict[str, Any],
                  templates: Templates) -> list[Change]:
     return _plan.plan_host(host.name, facts, settings, planned, templates)
+
+
+@hookimpl
+def gpuprov_verify(host: Host, facts: Mapping[str, Any], settings: Mapping[str, Any]) -> list[Check]:
+    targets = _plan.wrapper_targets(host.name, facts, settings)
+    if not targets:
+        return []
+    return [Check("wrappers bind each device to its NUMA node", lambda ti: _plan.verify_wrappers(ti, targets))]
 
 
 @hookimpl

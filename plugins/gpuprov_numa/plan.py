@@ -37,6 +37,7 @@ from .facts import (
     SYSCTL_PATH,
     format_cpulist,
     parse_cpulist,
+    parse_numactl_show,
 )
 
 SYSTEMD_NUMA = 243  # NUMAPolicy= and NUMAMask= (systemd PR #12764)
@@ -295,6 +296,59 @@ def render_sysctl(templates: Templates, host: str, value: int) -> str:
 
 # -- the plan ----------------------------------------------------------------------------------------------------
 
+def wrapper_paths(host: str, devs: Sequence[Device], settings: Mapping[str, Any]) -> list[tuple[Device, str, str]]:
+    """``(device, file name, path)`` of every wrapper the settings ask for."""
+    wrapper_dir = str(settings.get("wrapper_dir") or "/usr/local/bin").rstrip("/") or "/"
+    out: list[tuple[Device, str, str]] = []
+    seen: set[str] = set()
+    for dev in devs:
+        pattern = settings.get("mig_wrapper_name" if dev.mig is not None else "wrapper_name") or (
+            "gpu{gpu}-mig{device}-run" if dev.mig is not None else "gpu{gpu}-run")
+        name = wrapper_name(str(pattern), dev)
+        path = f"{wrapper_dir}/{name}" if wrapper_dir != "/" else f"/{name}"
+        if path in seen:
+            raise GpuprovError(f"{host}: two devices get the wrapper {path}; give numa.wrapper_name and "
+                               "numa.mig_wrapper_name patterns that differ")
+        seen.add(path)
+        out.append((dev, name, path))
+    return out
+
+
+def wrapper_targets(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any]) -> list[tuple[str, Placement]]:
+    """``(path, placement)`` of every wrapper the host should have now (for ``gpuprov verify``)."""
+    if not settings.get("wrappers", True):
+        return []
+    numa = facts.get("numa") or {}
+    node_of = {g["index"]: g["node"] for g in numa.get("gpus") or ()}
+    return [(path, place(host, dev.label, node_of.get(dev.gpu), numa, settings))
+            for dev, _, path in wrapper_paths(host, devices(facts), settings)]
+
+
+def verify_wrappers(ti: Any, targets: Sequence[tuple[str, Placement]]) -> None:
+    """testinfra check: each wrapper runs ``numactl --show`` under the planned CPUs and memory policy."""
+    problems = []
+    for path, p in targets:
+        r = ti.run(f"{shlex.quote(path)} numactl --show")
+        if r.rc != 0:
+            problems.append(f"{path} exited {r.rc}: {(r.stderr or r.stdout).strip()[:200]}")
+            continue
+        shown = parse_numactl_show(r.stdout)
+        nodes = tuple(p.memory_nodes)
+        if p.cpus and tuple(shown.physcpubind) != p.cpus:
+            problems.append(f"{path} runs on CPUs {format_cpulist(shown.physcpubind)}, planned "
+                            f"{format_cpulist(p.cpus)}")
+        wrong = {
+            "bind": shown.policy != "bind" or shown.membind != nodes,
+            "preferred": shown.policy != "preferred" or shown.preferred != ",".join(map(str, nodes)),
+            "interleave": shown.policy != "interleave" or shown.interleave != nodes,
+            "local": shown.policy != "local",
+        }.get(p.policy or "", False)
+        if wrong:
+            problems.append(f"{path} runs with memory policy {shown.policy} (membind "
+                            f"{format_cpulist(shown.membind) or '-'}), planned {p.describe()}")
+    assert not problems, "; ".join(problems)
+
+
 def _file_change(change_id: str, summary: str, path: str, content: str, mode: int,
                  files: Mapping[str, Mapping[str, Any]], after: Any, extra: Sequence[Step] = ()) -> Change | None:
     have = files.get(path)
@@ -340,7 +394,6 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
     wanted_paths: set[str] = set()
     placements: dict[str, dict[str, Any]] = {}
     devs = devices(planned)
-    wrapper_dir = str(settings.get("wrapper_dir") or "/usr/local/bin").rstrip("/") or "/"
     need_numactl = False
 
     placed: dict[str, Placement] = {}
@@ -357,15 +410,8 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
         if need_numactl and not numa.get("numactl"):
             raise GpuprovError(f"{host}: numactl is not installed, and the wrappers exec it; install it "
                                "(apt-get install numactl / dnf install numactl) or set numa.wrappers: false")
-        for dev in devs:
+        for dev, name, path in wrapper_paths(host, devs, settings):
             p = placed[dev.key]
-            pattern = settings.get("mig_wrapper_name" if dev.mig is not None else "wrapper_name") or (
-                "gpu{gpu}-mig{device}-run" if dev.mig is not None else "gpu{gpu}-run")
-            name = wrapper_name(str(pattern), dev)
-            path = f"{wrapper_dir}/{name}" if wrapper_dir != "/" else f"/{name}"
-            if path in wanted_paths:
-                raise GpuprovError(f"{host}: two devices get the wrapper {path}; give numa.wrapper_name and "
-                                   "numa.mig_wrapper_name patterns that differ")
             wanted_paths.add(path)
             content = render_wrapper(templates, host, name, dev, p)
             warnings = tuple(p.notes)

@@ -52,6 +52,8 @@ def test_rack_wrappers_bind_each_gpu_to_its_node_and_converge(gpuprov_cli: Cli, 
     assert r.returncode == 0, r.stdout + r.stderr
     r = gpuprov_cli("plan", "-i", "hosts", "numa.yml")
     assert r.returncode == 0 and "no changes: infer01, train01" in r.stdout, r.stdout + r.stderr
+    r = gpuprov_cli("verify", "-i", "hosts", "numa.yml")
+    assert r.returncode == 0 and "PASS numa: wrappers bind each device to its NUMA node" in r.stdout, r.stdout
 
     for host, nodes in (("infer01", 8), ("train01", 2)):
         machine = _sim(tmp_path, host).load()
@@ -64,6 +66,14 @@ def test_rack_wrappers_bind_each_gpu_to_its_node_and_converge(gpuprov_cli: Cli, 
             assert (shown.policy, shown.membind) == ("bind", (gpu.numa_node,)), (host, gpu.index)
             assert list(shown.physcpubind) == sorted(cpus_of[gpu.numa_node]), (host, gpu.index)
             assert uuid == gpu.uuid
+
+    # someone edits a wrapper by hand: verify names it and what it does instead
+    wrapper = _sim(tmp_path, "train01").path("/usr/local/bin/gpu5-run")
+    wrapper.write_text(wrapper.read_text().replace("--membind=1", "--membind=0"))
+    r = gpuprov_cli("verify", "-i", "hosts", "numa.yml")
+    assert r.returncode == 1 and "FAIL numa: wrappers bind each device to its NUMA node" in r.stdout, r.stdout
+    assert "/usr/local/bin/gpu5-run runs with memory policy bind (membind 0), planned CPUs 56-111,168-223 (node 1)" \
+        ", memory bind 1" in r.stdout
 
 
 def test_mig_devices_created_in_the_same_run_get_wrappers_that_find_them(gpuprov_cli: Cli, tmp_path: Path) -> None:
