@@ -191,12 +191,6 @@ class GpuReport:
     def mig_on(self) -> bool:
         return self.mig_capable and self.gpu.mig_current
 
-    def process_device(self, process: Process) -> MigDevice | None:
-        for d in self.mig_devices:
-            if d.gi == process.gi and d.ci == process.ci:
-                return d
-        return None
-
 
 @dataclass(frozen=True)
 class Report:
@@ -210,10 +204,6 @@ class Report:
     @property
     def major(self) -> int:
         return driver_major(self.machine.driver_version)
-
-    @property
-    def cuda(self) -> str:
-        return self.machine.cuda_version
 
 
 class ReportError(Exception):
