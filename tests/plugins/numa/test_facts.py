@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from gpuprov_numa import facts as nf
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpuprov.connection.base import Result
@@ -72,6 +72,7 @@ def test_gpus_are_found_without_an_earlier_plugin(numa_host: MakeHost) -> None:
         [(g.index, g.uuid, g.numa_node) for g in machine.gpus]
 
 
+@settings(deadline=None)  # the suite shares the machine: timing is not the property
 @given(st.integers(0, 0xFFFF), st.integers(0, 0xFF), st.integers(0, 0x1F), st.integers(0, 7))
 def test_bus_ids_convert_by_fields(domain: int, bus: int, device: int, function: int) -> None:
     nvml = f"{domain:08X}:{bus:02X}:{device:02X}.{function}"
@@ -81,6 +82,7 @@ def test_bus_ids_convert_by_fields(domain: int, bus: int, device: int, function:
     assert nf.sysfs_bus_id(f"{domain:04X}:{bus:02X}:{device:02X}.{function}") == sysfs  # the legacy 4-digit form
 
 
+@settings(deadline=None)
 @given(st.sets(st.integers(0, 300), max_size=60))
 def test_range_lists_round_trip(cpus: set[int]) -> None:
     text = nf.format_cpulist(sorted(cpus))
