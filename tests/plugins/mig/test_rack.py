@@ -61,6 +61,16 @@ def test_rack_converges_changes_one_gpu_and_refuses_busy_instances(gpuprov: Gpup
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Plan: 0 change(s)" in r.stdout
 
+    # the rack as it now is, exported as a playbook, plans nothing; identical hosts share a play
+    r = gpuprov("export", "-i", str(inventory), "gpu")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "hosts: infer01:infer02" in r.stdout and "3g.40gb@4" in r.stdout
+    (tmp_path / "exported.yml").write_text(r.stdout)
+    r = gpuprov("plan", "-i", str(inventory), str(tmp_path / "exported.yml"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = gpuprov("mig", "export", "-i", str(inventory), "a30-a")
+    assert r.returncode == 0 and r.stdout.startswith("- name: as detected on 1 host(s)\n  hosts: a30-a\n  mig:\n")
+
     # what an operator sees on the host agrees: four instances on every A100, each with its placement
     listing = lgi(gpuprov, inventory, "infer01")
     assert listing.count("MIG 3g.40gb") == 8 and listing.count("MIG 1g.10gb") == 16
