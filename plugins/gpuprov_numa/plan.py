@@ -129,7 +129,10 @@ def cpu_setting(value: Any) -> str | list[int]:
     if isinstance(value, int) and not isinstance(value, bool):
         return [value]
     if isinstance(value, str):
-        cpus = parse_cpulist(value, "cpu_binding")
+        try:
+            cpus = parse_cpulist(value, "a CPU list")
+        except ValueError as exc:
+            raise ValueError(f"expected node, none or a CPU list like 0-7,64-71, got {value!r} ({exc})") from None
         if not cpus:
             raise ValueError("an empty CPU list: give node, none or CPUs like 0-7,64-71")
         return cpus

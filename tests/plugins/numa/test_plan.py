@@ -272,8 +272,10 @@ def test_numactl_missing_is_an_error_naming_the_fix(numa_host: MakeHost) -> None
 
 
 @pytest.mark.parametrize("values,problem", [
-    ({"cpu_binding": "0-3,x"}, "cpu_binding: 'x' is not a number or a range like 0-3"),
-    ({"cpu_binding": "socket"}, "cpu_binding: 'socket' is not a number or a range like 0-3"),
+    ({"cpu_binding": "0-3,x"}, "expected node, none or a CPU list like 0-7,64-71, got '0-3,x' (a CPU list: 'x' is "
+                               "not a number or a range like 0-3)"),
+    ({"cpu_binding": "socket"}, "expected node, none or a CPU list like 0-7,64-71, got 'socket'"),
+    ({"cpu_binding": "7-3"}, "range '7-3' runs backwards"),
     ({"wrapper_name": "gpu-run"}, "must contain {gpu}"),
     ({"mig_wrapper_name": "gpu{gpu}-mig-run"}, "must contain {device}"),
     ({"wrapper_name": "bin/gpu{gpu}"}, "no '/'"),

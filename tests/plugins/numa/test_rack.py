@@ -159,3 +159,17 @@ def test_example_playbook_places_every_device_of_the_example_rack(gpuprov_cli: C
             assert wrappers == {k: a100_nodes[int(k[3])] for k in wrappers}
         else:
             assert len(wrappers) == 16, host["host"]  # 4 A30s x all-1g (four 1g.6gb devices each)
+
+
+def test_bad_settings_are_reported_at_their_line(gpuprov_cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "hosts").write_text(INVENTORY)
+    (tmp_path / "bad.yml").write_text("- hosts: train01\n  numa:\n    memory_policy: node\n")
+    r = gpuprov_cli("plan", "-i", "hosts", "bad.yml")
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
+    assert "bad.yml:3:5: numa.memory_policy: expected one of bind, preferred, interleave, local, got 'node'" in \
+        r.stdout + r.stderr
+    (tmp_path / "bad.yml").write_text("- hosts: train01\n  numa:\n    cpu_binding: socket\n")
+    r = gpuprov_cli("plan", "-i", "hosts", "bad.yml")
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
+    assert "bad.yml:3:5: numa.cpu_binding" in r.stdout + r.stderr
+    assert "expected node, none or a CPU list like 0-7,64-71, got 'socket'" in r.stdout + r.stderr
