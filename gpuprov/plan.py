@@ -242,17 +242,20 @@ def render_change(change: Change, verbose: bool = True) -> list[str]:
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def _fold_key(name: str, body: list[str]) -> tuple[str, ...]:
+def _fold_key(name: str, body: list[str]) -> str:
     """What must be equal for two hosts' blocks to fold: the text with the host's own name and UUIDs (of its GPUs,
-    MIG devices...) blanked, since those differ on every machine of an otherwise identical rack."""
+    MIG devices...) blanked, since those differ on every machine of an otherwise identical rack.
+
+    Substituted over the block joined into one string: neither pattern spans a line break, and two calls per host
+    instead of two per line took folding from a third of a 1,000-host plan's time to almost nothing."""
     pattern = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w-])")
-    return tuple(_UUID.sub("<uuid>", pattern.sub("<host>", line)) for line in body)
+    return _UUID.sub("<uuid>", pattern.sub("<host>", "\n".join(body)))
 
 
 def render_text(plan: Plan, verbose: bool = True) -> str:
     """The plan grouped by host; hosts whose changes read the same, but for their names and UUIDs, are folded into
     one block, shown as the first of them would get it."""
-    blocks: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
+    blocks: dict[str, tuple[list[str], list[str]]] = {}
     for name, hp in plan.hosts.items():
         body: list[str] = []
         for warning in hp.warnings:
