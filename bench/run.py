@@ -448,6 +448,8 @@ class LabBench:
              "pyinfra": lambda: self.run_pyinfra("apply")}[tool]()
         if r.code != 0:
             raise BenchError(f"{tool} apply from scratch exited {r.code}:\n{r.tail()}")
+        if tool == "gpuprov":
+            return r  # gpuprov apply re-detects by itself and exits non-zero unless every host converged
         check = self.gpuprov("plan")
         if check.code != 0:
             raise BenchError(f"after the {tool} apply, gpuprov plan still finds work (exit {check.code}), so the "
@@ -455,21 +457,19 @@ class LabBench:
         return r
 
     # -- the runs ----------------------------------------------------------------------------------------------
-    def warm_up(self) -> None:
-        """One untimed plan with every tool: byte-code and page caches warm for all alike, and any set-up error
-        shows before the timed runs. The rack is converged first (gpuprov apply), as the plans expect."""
-        self.reset()
-        self.apply("gpuprov")
-        for tool in PLAN_TOOLS:
-            self.plan(tool)
-
-    def run(self, runs: int) -> None:
+    def run(self, runs: int, apply_runs: int) -> None:
+        """``runs`` rounds; the first ``apply_runs`` of them also apply from scratch with each tool (which leaves
+        the rack converged for the plans). Within a round the tools' order rotates from round to round."""
         for i in range(runs):
-            for tool in _rotate(APPLY_TOOLS, i):
+            if i < apply_runs:
+                for tool in _rotate(APPLY_TOOLS, i):
+                    self.reset()
+                    r = self.apply(tool)
+                    self.apply_times[tool].append(r.seconds)
+                    say(f"{self.n} hosts, run {i + 1}/{runs}: apply from scratch  {tool:8} {r.seconds:7.2f}s")
+            elif i == 0:
                 self.reset()
-                r = self.apply(tool)
-                self.apply_times[tool].append(r.seconds)
-                say(f"{self.n} hosts, run {i + 1}/{runs}: apply from scratch  {tool:8} {r.seconds:7.2f}s")
+                self.apply("gpuprov")  # untimed: the plans measure a converged rack
             for tool in _rotate(PLAN_TOOLS, i):
                 r = self.plan(tool)
                 self.plan_times[tool].append(r.seconds)
@@ -513,7 +513,7 @@ def lab_specs(n: int) -> list[Any]:
     return specs
 
 
-def bench_lab(n: int, runs: int, tools: Tools, timeout: float, keep: Path | None) -> dict[str, Any]:
+def bench_lab(n: int, runs: int, apply_runs: int, tools: Tools, timeout: float, keep: Path | None) -> dict[str, Any]:
     from gpuprov.testing import Lab
 
     with tempfile.TemporaryDirectory(prefix="gpuprov-bench-", dir=WORK_PARENT) as tmp:
@@ -522,15 +522,13 @@ def bench_lab(n: int, runs: int, tools: Tools, timeout: float, keep: Path | None
             say(f"{n} hosts: lab up in {lab.start_seconds:.1f}s ({lab.names[0]} at {lab.host(lab.names[0]).address})")
             bench = LabBench(lab, tools, Path(tmp), timeout)
             bench.prepare()
-            say(f"{n} hosts: warm-up (untimed)")
-            bench.warm_up()
-            bench.run(runs)
+            bench.run(runs, apply_runs)
             if keep is not None:
                 bench.keep(keep)
             say(f"{n} hosts: done; tearing the lab down")
     med = statistics.median
     return {
-        "hosts": n, "runs": runs,
+        "hosts": n, "runs": runs, "apply_runs": apply_runs,
         "plan_converged_s": {t: round(med(v), 3) for t, v in bench.plan_times.items()},
         "apply_s": {t: round(med(v), 3) for t, v in bench.apply_times.items()},
         "_changes": bench.changes, "_steps": bench.steps,
@@ -644,6 +642,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                                  epilog="Example: sudo python3 bench/run.py --hosts 16,32 --runs 5")
     ap.add_argument("--hosts", default="16,32", help="lab sizes, comma-separated (default 16,32)")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per tool and size (default 5)")
+    ap.add_argument("--apply-runs", type=int, default=None, help="of those, how many also apply from scratch "
+                    "(default: all of them)")
     ap.add_argument("--sim-hosts", type=int, default=1000, help="sim hosts to plan in process (default 1000; "
                                                                 "0 skips; also a quarter and a half of it)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds one tool run may take (default 600)")
@@ -661,6 +661,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         ap.error(f"--hosts {args.hosts!r}: each lab size is 1 to 64 hosts")
     if args.runs < 1 or args.runs > 50:
         ap.error(f"--runs {args.runs}: give 1 to 50")
+    if args.apply_runs is None:
+        args.apply_runs = args.runs
+    if not 1 <= args.apply_runs <= args.runs:
+        ap.error(f"--apply-runs {args.apply_runs}: give 1 to --runs ({args.runs})")
     return args
 
 
@@ -678,7 +682,8 @@ def main(argv: Sequence[str]) -> int:
         say("tools: " + "; ".join(f"{k}: {v}" for k, v in versions.items()))
         results = []
         for i, n in enumerate(args.sizes):
-            results.append(bench_lab(n, args.runs, tools, args.timeout, LAST_RUN if args.keep and i == 0 else None))
+            results.append(bench_lab(n, args.runs, args.apply_runs, tools, args.timeout,
+                                     LAST_RUN if args.keep and i == 0 else None))
         sim: dict[str, Any] = {}
         if args.sim_hosts:
             s = args.sim_hosts
