@@ -107,11 +107,15 @@ class Device:
 
 # -- placement ---------------------------------------------------------------------------------------------------
 
-def _nearest(origin: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def _nearest(origin: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]],
+             then: Mapping[str, Any] | None = None) -> Mapping[str, Any] | None:
+    """The candidate closest to ``origin`` by the distance table; ties go to the one closest to ``then`` (the
+    device's own node), then to the lower id."""
     if not candidates:
         return None
-    distances = origin.get("distances") or {}
-    return min(candidates, key=lambda n: (distances.get(str(n["id"]), 10**6), n["id"]))
+    first = origin.get("distances") or {}
+    second = (then or {}).get("distances") or {}
+    return min(candidates, key=lambda n: (first.get(str(n["id"]), 10**6), second.get(str(n["id"]), 10**6), n["id"]))
 
 
 def _has_memory(node: Mapping[str, Any]) -> bool:
@@ -174,7 +178,7 @@ def place(host: str, label: str, node_id: int | None, numa: Mapping[str, Any],
         if home is not None and not home["cpus"] and cpu_node is not None:
             home = cpu_node  # a CPU-less node's GPU: the process's memory goes next to its CPUs
         if home is not None and not _has_memory(home):
-            near = _nearest(home, with_memory)
+            near = _nearest(home, with_memory, node)
             if near is not None:
                 notes.append(f"node {home['id']} has no memory; memory goes to the nearest node {near['id']}")
             home = near

@@ -155,10 +155,11 @@ def test_cpu_less_node_never_gets_cpus_bound(numa_host: MakeHost, fixtures_dir: 
     """The 4-node capture: nodes 0, 1 and 3 have memory but no CPUs, node 2 has every CPU and 0 MB."""
     host = numa_host(_capture_machine(fixtures_dir, "4-node_cpuless-and-memoryless-nodes_numactl_-H.txt", [3]))
     changes = _converges(host, host.settings())
-    assert "node 3 has no CPUs; CPUs of the nearest node 2 are used" in changes[0].warnings
+    assert changes[0].warnings == ("node 3 has no CPUs; CPUs of the nearest node 2 are used",
+                                   "node 2 has no memory; memory goes to the nearest node 3")
     shown = _shown(host, "gpu0-run")
     assert list(shown.physcpubind) == list(range(8))
-    assert shown.membind == (0,)  # node 2 has no memory; 0, 1 and 3 are equally far: the lowest id
+    assert shown.membind == (3,)  # node 2 has no memory; 0, 1 and 3 are equally far from it: the GPU's own node
 
 
 def test_aurora_hbm_nodes_interleave_over_dram_nodes(numa_host: MakeHost, fixtures_dir: Path) -> None:
@@ -303,3 +304,32 @@ def test_a_running_daemon_is_restarted_and_one_with_clients_blocks(numa_host: Ma
     assert by_id["numa/mps/gpu3"].blocked is None and by_id["numa/mps/gpu3"].disruption.value == "gpu-idle"
     assert [s.command for s in by_id["numa/mps/gpu3"].steps[1:]] == [
         "systemctl daemon-reload", "systemctl try-restart nvidia-mps@gpu3.service"]
+
+
+def test_gpu_memory_node_of_a_coherent_platform(numa_host: MakeHost) -> None:
+    """AC922-style node ids (0, 8, 252-255; the last four are GPU memory without CPUs, princeton-traverse lscpu):
+    a GPU reported on its own memory node gets the nearest CPU node's CPUs and memory, never CPUs of 252."""
+    ids = [0, 8, 252, 253, 254, 255]
+    near = {252: 0, 253: 0, 254: 8, 255: 8}
+
+    def distance(a: int, b: int) -> int:
+        if a == b:
+            return 10
+        if {a, b} == {0, 8}:
+            return 40
+        return 80 if near.get(a, a) == near.get(b, b) else 120
+
+    machine = machine_from_topology({
+        "hostname": "ac922",
+        "nodes": [{"id": 0, "cpus": "0-63", "memory_mb": 256000}, {"id": 8, "cpus": "64-127", "memory_mb": 256000}]
+        + [{"id": n, "cpus": [], "memory_mb": 16128} for n in ids[2:]],
+        "distances": [[distance(a, b) for b in ids] for a in ids],
+        "gpus": [{"numa_node": 252, "bus_id": "00000004:04:00.0"}, {"numa_node": 255, "bus_id": "00000035:03:00.0"}],
+    })
+    host = numa_host(machine)
+    changes = _converges(host, host.settings())
+    assert "node 252 has no CPUs; CPUs of the nearest node 0 are used" in changes[0].warnings
+    shown = _shown(host, "gpu0-run")
+    assert (list(shown.physcpubind), shown.membind) == (list(range(64)), (0,))
+    shown = _shown(host, "gpu1-run")
+    assert (list(shown.physcpubind), shown.membind) == (list(range(64, 128)), (8,))
