@@ -51,9 +51,10 @@ for d in node[0-9]*; do
   printf 'node %s meminfo: %s\n' "$n" "$(grep MemFree "$d/meminfo")"
 done"""
 
-# NVIDIA display controllers (class 0x03xxxx: VGA and 3D) only; NVSwitches are bridges (0x0680) and not GPUs.
-_PCI_PROBE = r"""for d in /sys/bus/pci/devices/*; do
-  [ "$(cat "$d/vendor" 2>/dev/null)" = 0x10de ] || continue
+# NVIDIA display controllers (class 0x03xxxx: VGA and 3D) only; NVSwitches are bridges (0x0680) and not GPUs. One
+# grep finds NVIDIA's devices among the host's hundreds, so the loop forks only for those.
+_PCI_PROBE = r"""for v in $(grep -l '^0x10de$' /sys/bus/pci/devices/*/vendor 2>/dev/null); do
+  d=${v%/vendor}
   case $(cat "$d/class" 2>/dev/null) in 0x03*) ;; *) continue ;; esac
   printf '%s %s %s\n' "${d##*/}" "$(cat "$d/numa_node" 2>/dev/null || echo ?)" "$(cat "$d/local_cpulist" 2>/dev/null)"
 done"""
