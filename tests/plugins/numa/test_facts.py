@@ -88,3 +88,26 @@ def test_range_lists_round_trip(cpus: set[int]) -> None:
     text = nf.format_cpulist(sorted(cpus))
     assert nf.parse_cpulist(text) == sorted(cpus)
     assert nf.parse_cpulist(" ".join(map(str, cpus))) == sorted(cpus)  # numactl's blank-separated form
+
+
+def test_probes_on_this_machine_agree_with_its_real_numactl() -> None:
+    """The probes are shell text: run them with the real bash against this machine's own sysfs (what a local host
+    or an SSH login does) and compare with the real ``numactl -H`` and ``lscpu -J``."""
+    import subprocess
+
+    from helpers import require_tool
+
+    require_tool("numactl")
+    require_tool("lscpu")
+    outputs = {}
+    for name, command in nf.probes({}).items():
+        r = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+        outputs[name] = Result(r.stdout, r.stderr, r.returncode)
+    facts = nf.gather(outputs, {})
+    assert facts["numa"]["source"] == "sysfs"
+    hardware = nf.parse_numactl_hardware(outputs["numa.numactl"].stdout)
+    assert [(n["id"], tuple(n["cpus"]), n["memory_mb"]) for n in facts["numa_nodes"]] == \
+        [(n.id, n.cpus, n.memory_mb) for n in hardware]
+    lscpu = nf.parse_lscpu_json(outputs["numa.lscpu"].stdout)
+    assert {str(n["id"]): n["cpus"] for n in facts["numa_nodes"]} == lscpu["nodes"]
+    assert facts["numa"]["systemd"] is not None and facts["numa"]["numactl"]
