@@ -4,10 +4,12 @@ convert both ways for any value (hypothesis)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 
 import pytest
 from gpuprov_numa import facts as nf
+from helpers import require_tool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -93,10 +95,6 @@ def test_range_lists_round_trip(cpus: set[int]) -> None:
 def test_probes_on_this_machine_agree_with_its_real_numactl() -> None:
     """The probes are shell text: run them with the real bash against this machine's own sysfs (what a local host
     or an SSH login does) and compare with the real ``numactl -H`` and ``lscpu -J``."""
-    import subprocess
-
-    from helpers import require_tool
-
     require_tool("numactl")
     require_tool("lscpu")
     outputs = {}
