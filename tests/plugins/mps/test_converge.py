@@ -85,6 +85,16 @@ def test_a_daemon_per_mig_device_rebound_when_the_layout_is_re_created(tmp_path:
     first = check_daemons()
     assert sorted(first) == [0, 4, 6]
 
+    # A reboot: Hopper forgets MIG mode and every instance; the MIG boot unit re-creates the layout, then each
+    # daemon starts and finds its device's new UUID; nothing is left to do.
+    r = gpuprov(tmp_path, "sim", "reboot", "-i", "hosts", "node1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rebooted = check_daemons()
+    assert sorted(rebooted) == [0, 4, 6] and not set(rebooted.values()) & set(first.values())
+    r = gpuprov(tmp_path, "plan", "-i", "hosts", playbook)
+    assert r.returncode == 0 and "no changes: node1" in r.stdout, r.stdout + r.stderr
+    first = rebooted
+
     # Someone re-creates the layout by hand (same placements, new UUIDs): the daemons are bound to devices that
     # are gone; the next apply finds that out and restarts them on the new UUIDs.
     sh(sim, "nvidia-smi mig -dci && nvidia-smi mig -dgi && nvidia-smi mig -cgi 3g.40gb:0,2g.20gb:4,1g.10gb:6 -C")

@@ -90,7 +90,8 @@ def test_unit_orders_itself_and_reads_its_device(templates: Templates) -> None:
     lines = render_files("node01", settings(), templates).unit.splitlines()
     for expected in ("Type=exec", f"EnvironmentFile={ENV_DIR}/%i.env", f"ExecStart={HELPER_PATH} start",
                      f"ExecStartPost={HELPER_PATH} ready", f"ExecStop={HELPER_PATH} stop",
-                     f"ExecStartPre=+{HELPER_PATH} prepare", "WantedBy=gpuprov-mps.target",
+                     f"ExecStartPre=+{HELPER_PATH} prepare", "WantedBy=multi-user.target",
+                     "Before=gpuprov-mps.target", "PartOf=gpuprov-mps.target",
                      "After=nvidia-persistenced.service gpuprov-mig.service"):
         assert expected in lines
     assert not any(line.startswith("User=") for line in lines)  # root: no User= line
