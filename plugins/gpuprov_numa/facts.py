@@ -595,7 +595,11 @@ def locate(gpu_index: int, pci: PciGpu | None, topo: TopoGpu | None, nodes: Sequ
     said = {"sysfs": pci.numa_node if pci else None,
             "topo": list(topo.numa_nodes) if topo and topo.numa_nodes is not None else None}
     if pci is not None and pci.numa_node is not None and pci.numa_node >= 0 and pci.numa_node in ids:
-        return {"node": pci.numa_node, "source": "sysfs numa_node", "said": said}
+        found: dict[str, Any] = {"node": pci.numa_node, "source": "sysfs numa_node", "said": said}
+        if topo is not None and topo.numa_nodes is not None and pci.numa_node not in topo.numa_nodes:
+            found["disagree"] = (f"GPU {gpu_index}: sysfs says NUMA node {pci.numa_node}, nvidia-smi topo -m says "
+                                 f"{format_cpulist(topo.numa_nodes)}; placed by sysfs (the kernel's view)")
+        return found
     if topo is not None and topo.numa_nodes is not None and len(topo.numa_nodes) == 1 and topo.numa_nodes[0] in ids:
         why = "sysfs numa_node is -1" if pci is not None and pci.numa_node == -1 else "no sysfs record"
         return {"node": topo.numa_nodes[0], "source": f"nvidia-smi topo -m ({why})", "said": said}
@@ -622,6 +626,7 @@ def gather(outputs: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, An
         record = pci.get(sysfs)
         numa_gpus.append({"index": g["index"], "bus_id": g["bus_id"], "sysfs": sysfs, "uuid": g.get("uuid"),
                           "node": where["node"], "source": where["source"], "said": where["said"],
+                          "disagree": where.get("disagree"),
                           "local_cpus": list(record.local_cpus) if record else None})
     node_of = {g["index"]: g["node"] for g in numa_gpus}
     devices = [{"gpu": d["gpu"], "gi": d["gi"], "ci": d["ci"], "profile": d["profile"],

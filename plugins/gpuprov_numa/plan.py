@@ -397,6 +397,7 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
     numa = facts.get("numa") or {}
     files: Mapping[str, Mapping[str, Any]] = numa.get("files") or {}
     node_of = {g["index"]: g["node"] for g in numa.get("gpus") or ()}
+    disagree = {g["index"]: g["disagree"] for g in numa.get("gpus") or () if g.get("disagree")}
     changes: list[Change] = []
     wanted_paths: set[str] = set()
     placements: dict[str, dict[str, Any]] = {}
@@ -421,7 +422,7 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
             p = placed[dev.key]
             wanted_paths.add(path)
             content = render_wrapper(templates, host, name, dev, p)
-            warnings = tuple(p.notes)
+            warnings = tuple(p.notes) + ((disagree[dev.gpu],) if dev.gpu in disagree else ())
             if not p.numactl_args():
                 why = "its NUMA node is unknown" if p.node is None else "cpu_binding: none and no memory policy"
                 warnings += (f"{dev.label}: the wrapper selects the device but does not pin ({why})",)

@@ -333,3 +333,19 @@ def test_gpu_memory_node_of_a_coherent_platform(numa_host: MakeHost) -> None:
     assert (list(shown.physcpubind), shown.membind) == (list(range(64)), (0,))
     shown = _shown(host, "gpu1-run")
     assert (list(shown.physcpubind), shown.membind) == (list(range(64, 128)), (8,))
+
+
+def test_topo_m_disagreeing_with_sysfs_is_shown(numa_host: MakeHost, fixtures_dir: Path) -> None:
+    """Both sources answer and differ (here: the DGX A100's sysfs and an 8x H100 host's topo -m capture): the
+    kernel's view wins and the plan says so."""
+    host = numa_host(new_machine(preset="dgx-a100", hostname="infer01"))
+    topo = (fixtures_dir / "nvidia-smi-xml/topo/h100-x8_topo-m_tabs-expanded_no-legend.txt").read_text()
+    settings = host.settings()
+    facts = host.detect(settings, replace={"numa.topo": Result(topo, "", 0)})
+    assert [g["node"] for g in facts["numa"]["gpus"]] == [3, 3, 1, 1, 7, 7, 5, 5]
+    changes, _ = host.plan(settings, facts=facts)
+    assert changes[0].warnings == ("GPU 0: sysfs says NUMA node 3, nvidia-smi topo -m says 0; placed by sysfs (the "
+                                   "kernel's view)",)
+    real = (fixtures_dir / "nvidia-smi-xml/topo/dgx-a100_topo-m.txt").read_text()  # the same machine's own view
+    facts = host.detect(settings, replace={"numa.topo": Result(real, "", 0)})
+    assert not any(g["disagree"] for g in facts["numa"]["gpus"])
