@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-MARKER = "# gpuprov-numa:"  # second line of every file this plugin writes; how detect finds them again
+MARKER = "# gpuprov-numa:"  # first line (after a #! line) of every file this plugin writes: how detect finds them
 DROPIN_NAME = "50-gpuprov-numa.conf"
 MPS_UNIT_DIR = "/etc/systemd/system"
 SYSCTL_PATH = "/etc/sysctl.d/60-gpuprov-numa.conf"
@@ -63,8 +63,8 @@ GPU_QUERY = "nvidia-smi --query-gpu=index,uuid,pci.bus_id,name --format=csv,nohe
 
 
 def files_probe(globs: Sequence[str]) -> str:
-    """Every file matching ``globs`` whose second line is :data:`MARKER` (or the fixed paths given), as
-    ``PATH MODE:OWNER:GROUP BASE64`` lines: the plan compares content, mode and owner with what it renders."""
+    """Every file matching ``globs`` with :data:`MARKER` in its first two lines, as ``PATH MODE:OWNER:GROUP BASE64``
+    lines: the plan compares content and mode with what it renders, and removes those no device needs."""
     words = " ".join(_glob_word(g) for g in globs)
     return (f"for f in {words}; do [ -f \"$f\" ] || continue; "
             f"head -n 2 \"$f\" | grep -q '^{MARKER}' || continue; "
@@ -80,7 +80,7 @@ def _glob_word(pattern: str) -> str:
         raise ValueError(f"unexpected character in a managed-file pattern: {pattern!r}")
     if not tail:
         return shlex.quote(head)
-    return f"{shlex.quote(head)}/{tail}" if head else tail
+    return f"{shlex.quote(head)}/{tail}" if head else f"/{tail}"
 
 
 def managed_globs(settings: Mapping[str, Any]) -> list[str]:
