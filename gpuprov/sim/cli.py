@@ -88,7 +88,7 @@ def run(inventories: tuple[str, ...], args: tuple[str, ...]) -> None:
       gpuprov sim run a30 -- nvidia-smi mig -lgip
       gpuprov sim run -i inventory.example a30-a -- systemctl status gpuprov-mig.service
     """
-    from ..connection.sim import login_env, sim_host_for
+    from ..connection.sim import login_env
     from .commands import load_all
     from .shell import run_line
 
@@ -97,21 +97,7 @@ def run(inventories: tuple[str, ...], args: tuple[str, ...]) -> None:
         argv = argv[1:]
     if not argv:
         raise click.UsageError("no command given: gpuprov sim run DIR -- COMMAND ARGS...")
-    if inventories:
-        from ..inventory import load_inventory
-
-        inventory = load_inventory(list(inventories))
-        if target not in inventory.hosts:
-            raise GpuprovError(f"{target}: no such host in {', '.join(inventories)}")
-        inv_host = inventory.hosts[target]
-        if inv_host.connection != "sim":
-            raise GpuprovError(f"{target}: not a simulated host (ansible_connection={inv_host.connection})")
-        host = sim_host_for(inv_host)
-    else:
-        host = SimHost(target)
-        if not host.exists:
-            raise GpuprovError(f"{target}: no simulated host here; create one with `gpuprov sim new {target} "
-                               "--preset dgx-h100` (or --gpu PRODUCT)")
+    host = _target(inventories, target)
     func = load_all().get(argv[0])
     reads = getattr(func, "reads_stdin", None)
     stdin = sys.stdin.read() if reads is not None and reads(argv) and not sys.stdin.isatty() else ""
@@ -123,8 +109,54 @@ def run(inventories: tuple[str, ...], args: tuple[str, ...]) -> None:
     sys.exit(result.exit_code)
 
 
+def _target(inventories: tuple[str, ...], target: str) -> SimHost:
+    """The simulated host a command names: a state directory, or (with ``-i``) an inventory's sim host."""
+    from ..connection.sim import sim_host_for
+
+    if inventories:
+        from ..inventory import load_inventory
+
+        inventory = load_inventory(list(inventories))
+        if target not in inventory.hosts:
+            raise GpuprovError(f"{target}: no such host in {', '.join(inventories)}")
+        inv_host = inventory.hosts[target]
+        if inv_host.connection != "sim":
+            raise GpuprovError(f"{target}: not a simulated host (ansible_connection={inv_host.connection})")
+        return sim_host_for(inv_host)
+    host = SimHost(target)
+    if not host.exists:
+        raise GpuprovError(f"{target}: no simulated host here; create one with `gpuprov sim new {target} "
+                           "--preset dgx-h100` (or --gpu PRODUCT)")
+    return host
+
+
+@sim.command("reboot")
+@click.option("-i", "--inventory", "inventories", multiple=True, metavar="PATH",
+              help="Reboot an inventory's sim host: then the argument is the host's name.")
+@click.argument("target")
+def reboot(inventories: tuple[str, ...], target: str) -> None:
+    """Reboot a simulated host: processes end, MIG instances are gone (and on Hopper MIG mode too), a pending MIG
+    mode takes effect on Ampere, then systemd starts the enabled units, gpuprov's boot unit among them.
+
+    \b
+    Example:
+      gpuprov sim reboot -i inventory.example train01
+      gpuprov sim run -i inventory.example train01 -- systemctl status gpuprov-mig.service
+    """
+    from . import mig, systemctl
+
+    host = _target(inventories, target)
+    with host.locked() as machine:
+        mig.reboot(machine)
+        boots = machine.boot_count
+    systemctl.boot(host)
+    click.echo(f"{target}: rebooted (boot {boots})")
+
+
 @sim.command("process")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("-i", "--inventory", "inventories", multiple=True, metavar="PATH",
+              help="Act on an inventory's sim host: then the argument is the host's name.")
+@click.argument("target")
 @click.option("--gpu", type=int, required=True, help="GPU index the process runs on.")
 @click.option("--gi", type=int, help="GPU instance ID (a process on a MIG device).")
 @click.option("--ci", type=int, help="Compute instance ID (with --gi; default 0).")
@@ -132,8 +164,8 @@ def run(inventories: tuple[str, ...], args: tuple[str, ...]) -> None:
 @click.option("--memory", "memory_mib", type=click.IntRange(0), default=1024, show_default=True,
               help="GPU memory it uses, MiB.")
 @click.option("--remove", "remove_pid", type=int, metavar="PID", help="End the process with this PID instead.")
-def process(directory: str, gpu: int, gi: int | None, ci: int | None, name: str, memory_mib: int,
-            remove_pid: int | None) -> None:
+def process(inventories: tuple[str, ...], target: str, gpu: int, gi: int | None, ci: int | None, name: str,
+            memory_mib: int, remove_pid: int | None) -> None:
     """Start (or end) a compute process on a GPU or MIG device, so "in use" paths can be rehearsed.
 
     \b
@@ -143,23 +175,21 @@ def process(directory: str, gpu: int, gi: int | None, ci: int | None, name: str,
     """
     from .machine import Process
 
-    host = SimHost(directory)
-    if not host.exists:
-        raise GpuprovError(f"{directory}: no simulated host here; create one with `gpuprov sim new`")
+    host = _target(inventories, target)
     with host.locked() as machine:
         if remove_pid is not None:
             before = len(machine.processes)
             machine.processes = [p for p in machine.processes if p.pid != remove_pid]
             if len(machine.processes) == before:
-                raise GpuprovError(f"{directory}: no process with PID {remove_pid}")
+                raise GpuprovError(f"{target}: no process with PID {remove_pid}")
             click.echo(f"ended PID {remove_pid}")
             return
         try:
             g = machine.gpu(gpu)
         except KeyError:
-            raise GpuprovError(f"{directory}: no GPU {gpu} (the host has {len(machine.gpus)})") from None
+            raise GpuprovError(f"{target}: no GPU {gpu} (the host has {len(machine.gpus)})") from None
         if gi is not None and not any(i.id == gi for i in g.gpu_instances):
-            raise GpuprovError(f"{directory}: GPU {gpu} has no GPU instance {gi}")
+            raise GpuprovError(f"{target}: GPU {gpu} has no GPU instance {gi}")
         proc = Process(pid=machine.allocate_pid(), name=name, gpu=gpu, gi=gi,
                        ci=(ci if ci is not None else 0) if gi is not None else None, used_memory_mib=memory_mib)
         machine.processes.append(proc)

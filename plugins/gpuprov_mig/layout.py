@@ -116,7 +116,10 @@ def parse_layout(spec: Any, product: ProductProfiles) -> Layout:
     if isinstance(spec, str) and spec.strip().lower().startswith("all-"):
         return named_layout(spec, product)
     if isinstance(spec, str):
-        items: list[Any] = [part for part in spec.split(",") if part.strip()]
+        text = spec.strip()
+        if text.startswith("[") and text.endswith("]"):  # a list written as text (an INI inventory variable)
+            text = text[1:-1]
+        items: list[Any] = [part for part in text.split(",") if part.strip()]
     elif isinstance(spec, bool) or spec is None:
         raise LayoutError(f"a MIG layout is a named layout ({', '.join(NAMED_LAYOUTS)}) or a list of profiles, "
                           f"not {spec!r}")
