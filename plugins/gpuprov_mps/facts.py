@@ -1,9 +1,9 @@
 """Detecting a host's MPS state: the probe commands and their parsers.
 
 What detect learns, per daemon gpuprov installed (one environment file per device under ``ENV_DIR``): the file's
-settings, the systemd state of its unit instance, whether a control daemon answers on its pipe directory, the
-servers it runs and the defaults it reports (``get_default_active_thread_percentage``,
-``get_default_device_pinned_mem_limit 0``), and the UUID the daemon was started with — which its unit logs at
+settings; the systemd state of its unit instance and the user it runs as; whether a control daemon answers on its
+pipe directory, the servers it runs and the defaults it reports (``get_default_active_thread_percentage``,
+``get_default_device_pinned_mem_limit 0``); and the UUID the daemon was started with — which its unit logs at
 every start, since a daemon's environment is not something its front end will tell. Compute modes, servers (``C``)
 and clients (``M+C``) on each device come from the MIG plugin's ``nvidia-smi -q -x`` facts (``facts["gpus"]``,
 ``facts["mig"]["gpus"][i]["processes"]``), so they are not probed twice.
@@ -50,7 +50,7 @@ def probes() -> dict[str, str]:
         'i=${f##*/}; i=${i%.env}',
         'echo "@@device $i"', 'cat "$f"',
         'echo "@@unit"',
-        'systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState,MainPID "nvidia-mps@$i.service"',
+        'systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState,MainPID,User "nvidia-mps@$i.service"',
         "p=$(grep '^CUDA_MPS_PIPE_DIRECTORY=' \"$f\" | cut -d= -f2-)",
         'echo "@@servers"', _query("get_server_list"),
         'echo "@@percentage"', _query("get_default_active_thread_percentage"),
@@ -141,7 +141,8 @@ def parse_daemons(text: str) -> list[dict[str, Any]]:
             "env": parse_env(env_text),
             "unit": {"active": unit.get("ActiveState", ""), "sub": unit.get("SubState", ""),
                      "enabled": unit.get("UnitFileState", ""), "load": unit.get("LoadState", ""),
-                     "main_pid": int(unit["MainPID"]) if unit.get("MainPID", "").isdigit() else 0},
+                     "main_pid": int(unit["MainPID"]) if unit.get("MainPID", "").isdigit() else 0,
+                     "user": unit.get("User") or "root"},  # systemd prints User= empty for root
             "answers": answered,
             "servers": [int(s) for s in servers if s.isdigit()] if answered else [],
             "active_thread_percentage": _float(percentage) if answered else None,

@@ -150,6 +150,9 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
     changes: list[Change] = []
     warnings = _warnings(host, facts, settings, mps) if chosen else []
     files_change, files_changed = _files_change(host, mps, settings, templates, bool(chosen), installed)
+    have_unit = (mps.get("files") or {}).get("unit")
+    relink = have_unit is not None and bool(chosen) and \
+        install_section(have_unit) != install_section(render_files(host, settings, templates).unit)
     if files_change is not None and chosen:  # installed before the daemons that use them
         changes.append(replace_warnings(files_change, warnings))
         warnings = []
@@ -157,7 +160,7 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
     for device in chosen:
         env = render_env(host, device, settings, templates)
         change = _daemon_change(host, facts, settings, device, now.get(device.instance), installed.get(device.instance),
-                                env, files_changed)
+                                env, files_changed, relink)
         changes.extend(change)
     for instance, record in sorted(installed.items()):
         if instance not in wanted:
@@ -192,6 +195,17 @@ def _warnings(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
         out.append("an MPS daemon not managed by gpuprov answers on /tmp/nvidia-mps, where CUDA programs that never "
                    "asked for MPS find it; stop it (echo quit | nvidia-cuda-mps-control)")
     return out
+
+
+def install_section(unit: str) -> list[str]:
+    """The ``[Install]`` lines of a unit file: what ``systemctl enable`` made links from."""
+    lines, inside = [], False
+    for line in unit.splitlines():
+        if line.strip().startswith("["):
+            inside = line.strip() == "[Install]"
+        elif inside and line.strip() and not line.lstrip().startswith(("#", ";")):
+            lines.append(line.strip())
+    return lines
 
 
 def _files_change(host: str, mps: Mapping[str, Any], settings: Mapping[str, Any], templates: Templates, needed: bool,
@@ -232,7 +246,7 @@ def _files_change(host: str, mps: Mapping[str, Any], settings: Mapping[str, Any]
 
 def _daemon_change(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], device: MpsDevice,
                    current: MpsDevice | None, record: Mapping[str, Any] | None, env: str,
-                   files_changed: bool) -> list[Change]:
+                   files_changed: bool, relink: bool = False) -> list[Change]:
     """The changes for one selected device: a release before the MIG plugin re-creates it (when it must), then
     the daemon's own change; empty when the daemon runs as asked."""
     unit = device.unit
@@ -250,7 +264,10 @@ def _daemon_change(host: str, facts: Mapping[str, Any], settings: Mapping[str, A
     if env_changed:
         steps.append(Step.write(env_path(device.instance), env, mode=0o644, owner="root", group="root",
                                 before=(record or {}).get("env_text")))
-    if (record or {}).get("unit", {}).get("enabled") != "enabled":
+    enabled = (record or {}).get("unit", {}).get("enabled") == "enabled"
+    if enabled and relink:  # the unit's [Install] changed: its links must follow (systemctl reenable)
+        steps.append(Step.run(f"systemctl disable {_q(unit)}"))
+    if not enabled or relink:
         steps.append(Step.run(f"systemctl enable {_q(unit)}"))
     restart = False
     if not active:
@@ -261,6 +278,9 @@ def _daemon_change(host: str, facts: Mapping[str, Any], settings: Mapping[str, A
             reasons.append("settings changed")
         if files_changed:
             reasons.append("unit or helper changed")
+        running_as = (record or {}).get("unit", {}).get("user")
+        if running_as and running_as != (settings.get("user") or "root") and not env_changed and not files_changed:
+            reasons.append(f"runs as {running_as}")
         if recreated:
             reasons.append("its MIG device is re-created")
         if stale:

@@ -46,8 +46,9 @@ def test_daemons_case(case: Path, fixtures_dir: Path) -> None:
         lines.append(part["mark"])
         lines.extend(answer_lines(text_of(part, fixtures_dir), part.get("exit_code")))
     parsed = f.parse_daemons("\n".join(lines) + "\n")
-    got = [{"instance": d["instance"], "active": d["unit"]["active"], "enabled": d["unit"]["enabled"],
-            "main_pid": d["unit"]["main_pid"], "answers": d["answers"], "servers": d["servers"],
+    got = [{"instance": d["instance"], "user": d["unit"]["user"], "active": d["unit"]["active"],
+            "enabled": d["unit"]["enabled"], "main_pid": d["unit"]["main_pid"], "answers": d["answers"],
+            "servers": d["servers"],
             "active_thread_percentage": d["active_thread_percentage"], "pinned_mem_limit": d["pinned_mem_limit"],
             "bound_uuid": d["bound_uuid"], "env": d["env"]} for d in parsed]
     assert got == data["expected"]

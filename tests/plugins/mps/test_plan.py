@@ -219,3 +219,17 @@ def test_unknown_device_is_an_error_naming_the_host(plugins: Plugins, templates:
                                                     fixtures_dir: Path) -> None:
     with pytest.raises(GpuprovError, match=r"^node01: mps.devices: 'gpu3' names no device"):
         plan_host("node01", no_mps(fixtures_dir), mps_settings(devices=["gpu3"]), no_mps(fixtures_dir), templates)
+
+
+def test_a_unit_whose_install_section_changed_is_enabled_again(plugins: Plugins, templates: Templates,
+                                                              fixtures_dir: Path) -> None:
+    """An older unit was wanted by gpuprov-mps.target; the links ``enable`` made must follow the new [Install]."""
+    settings = mps_settings(devices=[1])
+    facts = running(host_facts(fixtures_dir), templates, settings)
+    facts["mps"]["files"]["unit"] = facts["mps"]["files"]["unit"].replace(
+        "WantedBy=multi-user.target", "WantedBy=gpuprov-mps.target")
+    changes = {c.id: c for c in run_plan(plugins, templates, facts, mps=settings)}
+    assert [s.command for s in changes["mps/daemon/gpu1"].steps] == [
+        "systemctl disable nvidia-mps@gpu1.service", "systemctl enable nvidia-mps@gpu1.service",
+        "systemctl restart nvidia-mps@gpu1.service"]
+    assert changes["mps/daemon/gpu1"].summary == "MPS daemon for gpu1: unit or helper changed"
