@@ -459,3 +459,31 @@ def test_no_gpu(tmp_path: Path) -> None:
     for argv in (["nvidia-smi"], ["nvidia-smi", "-q", "-x"], ["nvidia-smi", "--query-gpu=index", "--format=csv"]):
         result = report(host, argv, {})
         assert (result.stdout, result.exit_code) == ("No devices were found\n", 6)
+
+
+def test_mig_facts_from_every_probe_equal_the_state(tmp_path: Path) -> None:
+    """The MIG plugin's whole detect path (its six nvidia-smi probes, run through the stand-in) against a DGX A100
+    with three differently split GPUs: each GPU's instances, placements, compute instances and MIG UUIDs, and
+    the processes, are the machine's."""
+    from gpuprov_mig.facts import SMI_PROBES, facts_from_smi
+
+    from gpuprov.sim.commands import load_all
+
+    machine = _dgx_a100_with_mig()
+    host = SimHost(tmp_path / "h")
+    host.save(machine)
+    smi = load_all()["nvidia-smi"]
+    outputs = {name: smi(host, shlex.split(command), "", {}) for name, command in SMI_PROBES.items()}
+    facts = facts_from_smi(outputs)
+    assert facts["mig"]["driver"] == machine.driver_version
+    for fact, gpu in zip(facts["mig"]["gpus"], machine.gpus, strict=True):
+        assert (fact["uuid"], fact["mig_current"], fact["mig_pending"]) == (gpu.uuid, gpu.mig_current,
+                                                                            gpu.mig_pending)
+        want = sorted((gi.id, gi.profile_id, [gi.start, gi.size],
+                       [(ci.id, ci.profile_id, ci.uuid) for ci in sorted(gi.compute_instances, key=lambda c: c.id)])
+                      for gi in gpu.gpu_instances) if gpu.mig_current else []
+        got = sorted((i["gi"], i["profile_id"], i["placement"], [(c["ci"], c["profile_id"], c["uuid"])
+                                                                   for c in i["cis"]]) for i in fact["instances"])
+        assert got == want, gpu.index
+        assert sorted((p["pid"], p["gi"], p["ci"]) for p in fact["processes"]) == sorted(
+            (p.pid, p.gi, p.ci) for p in machine.processes if p.gpu == gpu.index)
