@@ -67,6 +67,14 @@ class Connection(ABC):
             lines.append(f"cat \"$__t/o{i}\"; printf '\\n%s-err\\n' {marker}; cat \"$__t/e{i}\"")
         script = "\n".join(lines) + "\n"
         result = self.run("sh -s", stdin=script, timeout=timeout)
+        if not result.ok and f"\n{marker} " not in result.stdout:
+            # Not one probe ran: the shell itself could not start (sudo refused, no such become user...). Its
+            # own message says why; "the batch ended" would wrongly suggest a dropped connection.
+            from ..errors import StepFailed
+
+            output = result.stderr.strip() or result.stdout.strip() or "(no output)"
+            raise StepFailed(f"{self.host_name}: the detect commands could not run (exit {result.exit_code}): "
+                             f"{output}")
         return parse_batch(result.stdout, marker, list(commands))
 
     def __enter__(self) -> Connection:

@@ -40,7 +40,7 @@ def gpuprov_probe(settings: dict[str, Any]) -> dict[str, str]:
     d = shlex.quote(settings["dir"])
     # Every marker file at once, framed by name, so one probe reads the whole state.
     return {"steps.files": f"cd {d} 2>/dev/null || exit 0; for f in *; do [ -f \"$f\" ] || continue; "
-                           "printf '=== %s\\n' \"$f\"; cat \"$f\"; printf '\\n'; done"}
+                           "printf '=== %s\\n' \"$f\"; cat \"./$f\"; printf '\\n'; done"}
 
 
 @hookimpl
@@ -70,13 +70,13 @@ def gpuprov_plan(host: Any, facts: dict[str, Any], settings: dict[str, Any]) -> 
         steps: list[Step] = []
         if settings["mode"] == "run":
             label = shlex.quote(settings["label"])
-            command = f"mkdir -p {shlex.quote(d)} && echo start {shlex.quote(name)} {label} >> {log}"
+            command = f"mkdir -p {shlex.quote(d)} && printf 'start %s %s\\n' {shlex.quote(name)} {label} >> {log}"
             seconds = settings["sleep"].get(name)
             if seconds:
                 command += f" && sleep {float(seconds):g}"
             if name in [str(n) for n in settings["fail"]]:
                 command += f" && {{ echo {shlex.quote(settings['fail_message'])} >&2; exit 3; }}"
-            command += f" && echo done {shlex.quote(name)} >> {log}"
+            command += f" && printf 'done %s\\n' {shlex.quote(name)} >> {log}"
             steps.append(Step.run(command, description=f"run {name}"))
         steps.append(Step.write(f"{d}/{name}", content, before=files.get(name)))
         cleanup: tuple[Step, ...] = ()
