@@ -134,7 +134,7 @@ def _dgx_a100_with_mig() -> Machine:
     m.processes += [Process(4101, "./bin/BlackScholes", 0, 2, 1, "M+C", 326),
                     Process(4100, "nvidia-cuda-mps-server", 0, 2, 1, "C", 30),
                     Process(4200, "python", 1, 9, 0, "C", 4000),
-                    Process(4300, "python", 4, None, None, "C", 20000)]
+                    Process(4300, "python train.py --tag a&b<1>", 4, None, None, "C", 20000)]
     return m
 
 
