@@ -278,6 +278,8 @@ def _daemon_change(host: str, facts: Mapping[str, Any], settings: Mapping[str, A
             reasons.append("settings changed")
         if files_changed:
             reasons.append("unit or helper changed")
+        if record is not None and record.get("answers") is not True:
+            reasons.append(f"its daemon does not answer on {record.get('env', {}).get('CUDA_MPS_PIPE_DIRECTORY')}")
         running_as = (record or {}).get("unit", {}).get("user")
         if running_as and running_as != (settings.get("user") or "root") and not env_changed and not files_changed:
             reasons.append(f"runs as {running_as}")
@@ -315,9 +317,19 @@ def _daemon_change(host: str, facts: Mapping[str, Any], settings: Mapping[str, A
         release = Change(f"mps/release/{device.instance}",
                          f"stop the MPS daemon for {device.name} while its MIG device is re-created",
                          steps=(Step.run(f"systemctl stop {_q(unit)}"),),
-                         disruption=Disruption.GPU_IDLE, before=before, after={**before, "state": "stopped"})
+                         disruption=Disruption.GPU_IDLE, before=before, after={**before, "state": "stopped"},
+                         warnings=_idle_server_note(procs, clients))
         out.insert(0, release)
     return out
+
+
+def _idle_server_note(procs: Sequence[Mapping[str, Any]], clients: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """Why ``--force`` is safe when the only process on a device the MIG plugin re-creates is its idle MPS server."""
+    servers = [p for p in procs if str(p.get("name", "")).endswith(SERVER)]
+    if not servers or clients or _others(procs):
+        return ()
+    return (f"PID {_describe(servers)} is this daemon's MPS server without clients: the MIG change counts it as "
+            "busy, but this change stops it first, so --force loses no work here",)
 
 
 def _refresh(device: MpsDevice, settings: Mapping[str, Any], record: Mapping[str, Any], facts: Mapping[str, Any],

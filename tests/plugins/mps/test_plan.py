@@ -233,3 +233,33 @@ def test_a_unit_whose_install_section_changed_is_enabled_again(plugins: Plugins,
         "systemctl disable nvidia-mps@gpu1.service", "systemctl enable nvidia-mps@gpu1.service",
         "systemctl restart nvidia-mps@gpu1.service"]
     assert changes["mps/daemon/gpu1"].summary == "MPS daemon for gpu1: unit or helper changed"
+
+
+def test_a_daemon_that_does_not_answer_is_restarted(plugins: Plugins, templates: Templates,
+                                                   fixtures_dir: Path) -> None:
+    settings = mps_settings(devices=[1])
+    facts = running(host_facts(fixtures_dir), templates, settings)
+    facts["mps"]["daemons"][0]["answers"] = None  # the probe's front end timed out: a wedged daemon
+    (change,) = run_plan(plugins, templates, facts, mps=settings)
+    assert change.summary == "MPS daemon for gpu1: its daemon does not answer on /run/nvidia-mps/gpu1"
+    assert [s.command for s in change.steps] == ["systemctl restart nvidia-mps@gpu1.service"]
+
+
+def test_an_idle_mps_server_on_a_re_created_device_is_explained(plugins: Plugins, templates: Templates,
+                                                               fixtures_dir: Path) -> None:
+    """The MIG plugin blocks on the server nvidia-smi shows on the 1g.5gb it replaces by a 1g.10gb at the same
+    slice; the release that runs first says that stopping that server loses nothing."""
+    server = mig_facts.Process(pid=3809, name="nvidia-cuda-mps-server", type="C", used_memory_mib=60, gi=9, ci=0)
+    settings = mps_settings(devices=["gpu0/mig@6"])
+    facts = running(host_facts(fixtures_dir, processes=(server,)), templates, settings)
+    layout = ["4g.20gb@0", {"profile": "2g.10gb", "start": 4, "compute": ["1c.2g.10gb", "1c.2g.10gb"]}, "1g.10gb@6"]
+    mig = {"layout": None, "reset": "auto", "services": None, "boot_unit": False, "enabled": True,
+           "devices": {0: layout, 1: "all-disabled"}, "mig_parted_config": None, "config": None}
+    changes = run_plan(plugins, templates, facts, mig=mig, mps=settings)
+    assert ids(changes) == ["mps/release/gpu0-mig6", "mig/gpu0", "mps/daemon/gpu0-mig6"]
+    release, mig_change, daemon = changes
+    assert mig_change.blocked and "3809" in mig_change.blocked
+    assert release.warnings == ("PID 3809 (nvidia-cuda-mps-server) is this daemon's MPS server without clients: the "
+                                "MIG change counts it as busy, but this change stops it first, so --force loses no "
+                                "work here",)
+    assert [s.command for s in daemon.steps] == ["systemctl restart nvidia-mps@gpu0-mig6.service"]
