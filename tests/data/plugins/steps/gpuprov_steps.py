@@ -32,7 +32,19 @@ def gpuprov_settings_schema() -> Schema:
         "service": Setting(str, "", doc="a systemd unit stopped before each change and started again after"),
         "mode": Setting(str, "run", choices=("run", "file-only"), doc="file-only: changes only write files"),
         "retries": Setting(int, 0, minimum=0, maximum=5, doc="accepted and ignored (a typed, bounded setting)"),
-    }, order=95)
+    }, order=95, check=_check)
+
+
+def _check(values: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """The whole section: what per-key types cannot say (sleep values are seconds; names are file names)."""
+    problems: list[tuple[str | None, str]] = []
+    for name, seconds in (values["sleep"] or {}).items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            problems.append(("sleep", f"{name}: expected seconds (a number of at least 0), got {seconds!r}"))
+    for name in values["names"] or []:
+        if not isinstance(name, str | int) or not str(name) or "/" in str(name) or str(name) in (".", "..", "log"):
+            problems.append(("names", f"{name!r} is not a file name (no '/', not '.', '..' or 'log')"))
+    return problems
 
 
 @hookimpl
