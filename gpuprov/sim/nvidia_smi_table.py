@@ -71,8 +71,12 @@ def _ecc(g: GpuReport) -> str:
 
 
 def _mig_mode(g: GpuReport) -> str:
+    """The MIG M. cell: the current mode, or the pending one marked ``*`` while a change waits for a reset or a
+    reboot (field copies of R515 tables show ``Disabled*`` on a GPU still in MIG mode)."""
     if not g.mig_capable:
         return "N/A"
+    if g.gpu.mig_pending != g.gpu.mig_current:
+        return ("Enabled" if g.gpu.mig_pending else "Disabled") + "*"
     return "Enabled" if g.gpu.mig_current else "Disabled"
 
 
@@ -163,9 +167,10 @@ def _mig_rows(view: Report, width: int) -> list[str]:
         used, total, bar1 = f"{d.used_mib}MiB", f"{d.memory_mib}MiB", f"{d.bar1_mib}MiB"
         ids = f"{g.gpu.index:>3}{d.gi:>5}{d.ci:>4}{d.index:>4}  "
         engines = f"{d.ce:>3}{d.enc:>4}{d.dec:>5}{d.ofa:>5}{d.jpg:>5} "
-        if width == 91:
-            lines += [f"|{ids}|{used:>19} / {total:>8}    | {d.sm_count:<3}{0:>6} |{engines}|",
-                      f"|{'':18}|{'0MiB':>19} / {bar1:>8}    |{'':11}|{'':23}|", sep]
+        if width == 91:  # "used / total" right-aligned, the total padded to 5 digits (" 9984MiB")
+            memory, bar = f"{used} / {d.memory_mib:>5}MiB", f"0MiB / {d.bar1_mib:>5}MiB"
+            lines += [f"|{ids}|{memory:>30}    | {d.sm_count:<3}{0:>6} |{engines}|",
+                      f"|{'':18}|{bar:>30}    |{'':11}|{'':23}|", sep]
         else:
             lines += [f"|{ids}|{used:>11} / {total:>8} | {d.sm_count:<3}{0:>6} |{engines}|",
                       f"|{'':18}|{'0MiB':>11} / {bar1:>8} |{'':11}|{'':23}|", sep]

@@ -500,3 +500,17 @@ def test_topo_through_the_stand_in(tmp_path: Path) -> None:
     direct = report(host, ["nvidia-smi", "topo", "-m"], {})
     through = load_all()["nvidia-smi"](host, ["nvidia-smi", "topo", "-m"], "", {})
     assert (through.stdout, through.exit_code) == (direct.stdout, 0)
+
+
+def test_table_pending_mig_mode_and_long_names(tmp_path: Path) -> None:
+    """A pending MIG change shows as the pending mode with ``*`` (the GPU keeps its current mode's ECC and
+    utilisation cells); a product name too long for the 79-column Name cell ends in ``...``."""
+    machine = new_machine(gpu="NVIDIA A100 80GB PCIe", count=2, driver="515.105.01")
+    machine.gpu(0).mig_current, machine.gpu(0).mig_pending = True, False
+    machine.gpu(1).mig_pending = True
+    host = SimHost(tmp_path / "h")
+    host.save(machine)
+    lines = report(host, ["nvidia-smi"], {}).stdout.splitlines()
+    assert "|   0  NVIDIA A100 80G...  On   |" in lines[8] and lines[8].endswith("|                   On |")
+    assert lines[9].endswith("|     N/A      Default |") and lines[10].endswith("|            Disabled* |")
+    assert lines[14].endswith("|             Enabled* |")
