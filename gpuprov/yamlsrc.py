@@ -27,7 +27,7 @@ class LineList(list):  # type: ignore[type-arg]
     lines: dict[int, tuple[int, int]]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:
         data = LineDict()
         data.line, data.col = node.start_mark.line + 1, node.start_mark.column + 1

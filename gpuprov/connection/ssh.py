@@ -217,7 +217,7 @@ class SSHConnection(Connection):
                     if time.monotonic() > deadline:
                         return False
                     time.sleep(0.05)
-                return channel.recv_exit_status() == 0
+                return bool(channel.recv_exit_status() == 0)
             finally:
                 channel.close()
         except Exception:  # no channel, or the transport went: either way no answer

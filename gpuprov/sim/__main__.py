@@ -10,6 +10,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .commands import StandIn
 
 # which module registers which command; anything else falls back to loading every stand-in
 _MODULES = {
@@ -24,7 +28,7 @@ _MODULES = {
 USAGE = "usage: python -m gpuprov.sim COMMAND [ARGS...]   (GPUPROV_SIM_STATE names the simulated host)\n"
 
 
-def _lookup(name: str):  # noqa: ANN202 - returns a StandIn or None
+def _lookup(name: str) -> StandIn | None:
     from .commands import COMMANDS, load_all
 
     module = _MODULES.get(name)
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     sys.stderr.write(result.stderr)
     sys.stderr.flush()
-    return result.exit_code
+    return int(result.exit_code)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ _MEMORY = re.compile(r"(\d+)([MG])")
 
 
 def _state(machine: Any) -> dict[str, Any]:
-    state = machine.services.setdefault("mps", {})
+    state: dict[str, Any] = machine.services.setdefault("mps", {})
     state.setdefault("daemons", {})
     return state
 
@@ -346,7 +346,7 @@ def _finish_quit(host: SimHost, machine: Any, daemon: dict[str, Any], log: _Log)
 
 def _start_server(host: SimHost, machine: Any, daemon: dict[str, Any], uid: int, log: _Log) -> int | None:
     """Start a server for ``uid``; returns its PID, or None when it failed the way the field logs show."""
-    pid = machine.allocate_pid()
+    pid: int = machine.allocate_pid()
     version = _binary_version(machine)
     log.control(f"Starting new server {pid} for user {uid}", pid=pid if version else None)
     log.control("Accepting connection...")  # the new server connecting back to its daemon

@@ -508,11 +508,11 @@ def _cgi_one(machine: Machine, gpu: Gpu, tokens: list[str], default_ci: bool, ou
     """Create the GIs ``tokens`` name on one GPU, appending nvidia-smi's lines; the failure reason or None."""
     wanted: list[tuple[str, GiProfile | None, int | None]] = []
     for token in tokens:
-        name, _, start = token.partition(":")
+        name, _, start_text = token.partition(":")
         profile = migprofiles.gi_profile(gpu.product, machine.driver_version, name)
-        if start and not start.strip().isdigit():
+        if start_text and not start_text.strip().isdigit():
             profile = None
-        wanted.append((token, profile, int(start) if start.strip().isdigit() else None))
+        wanted.append((token, profile, int(start_text) if start_text.strip().isdigit() else None))
 
     def unable(token: str, reason: str) -> str:
         out.append(f"Unable to create a GPU instance on GPU {gpu.index:>2} using profile {token}: {reason}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-import pynvml  # type: ignore[import-untyped]
+import pynvml
 
 from . import migprofiles
 from .host import SimHost

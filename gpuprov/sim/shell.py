@@ -586,7 +586,7 @@ class _Parser:
 
     def reserved(self, tok: Tok, words: set[str] | frozenset[str] = _RESERVED) -> str | None:
         if tok.kind == "word":
-            text = tok.value.plain()
+            text: str = tok.value.plain()
             if text in words:
                 return text
         return None
@@ -1364,7 +1364,7 @@ class _Shell:
         result = func(self.host, list(argv), stdin, env)
         io.out.write(result.stdout)
         io.err.write(result.stderr)
-        return result.exit_code
+        return int(result.exit_code)
 
     def search_path(self, name: str, path: str | None = None) -> str | None:
         """The first executable ``name`` of the root on ``PATH`` (a prefix assignment's PATH when given)."""
@@ -3080,7 +3080,8 @@ def _b_chown(sh: _Shell, argv: list[str], io: _IO) -> int:
                 import shutil
 
                 try:
-                    shutil.chown(target, user or None, group or None)
+                    if user or group:  # chown(1) with ":" alone changes nothing
+                        shutil.chown(target, user or None, group or None)  # type: ignore[arg-type]
                 except (OSError, LookupError) as exc:
                     io.err.write(f"{argv[0]}: changing ownership of '{name}': {exc}\n")
                     status = 1
@@ -3279,7 +3280,10 @@ def _b_stat(sh: _Shell, argv: list[str], io: _IO) -> int:
             "h": str(st.st_nlink),
             "%": "%",
         }
-        text = re.sub(r"%(.)", lambda m, v=values: v.get(m.group(1), m.group()), opts["c"])
+        def field(m: re.Match[str], v: dict[str, str] = values) -> str:
+            return v.get(m.group(1), m.group())
+
+        text = re.sub(r"%(.)", field, opts["c"])
         io.out.write(text + "\n")
     return status
 

@@ -43,7 +43,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,7 +231,7 @@ class UnitConfig:
             list(data.get("dropins", [])),
             [tuple(e) for e in data.get("entries", [])],
             data.get("digest", ""),
-        )  # type: ignore[misc]
+        )
 
 
 class UnitFiles:
@@ -324,7 +324,7 @@ class UnitFiles:
     def wants_links(self, name: str) -> list[str]:
         """Symlinks under ``/etc/systemd/system`` that enable ``name`` (``*.wants/NAME``,
         ``*.requires/NAME``)."""
-        found = []
+        found: list[str] = []
         base = "/etc/systemd/system"
         try:
             local = self.fs.local(base)
@@ -340,7 +340,7 @@ class UnitFiles:
 
     def instance_links(self, template: str) -> list[str]:
         prefix, _, suffix = split_name(template)
-        found = []
+        found: list[str] = []
         base = "/etc/systemd/system"
         try:
             entries = sorted(os.listdir(self.fs.local(base)))
@@ -568,7 +568,7 @@ def format_timespan(seconds: float) -> str:
 
 
 def _state(machine: Any) -> dict[str, Any]:
-    state = machine.services.setdefault("systemd", {})
+    state: dict[str, Any] = machine.services.setdefault("systemd", {})
     state.setdefault("units", {})
     state.setdefault("boot", machine.boot_count)
     return state
@@ -908,7 +908,7 @@ class _Manager:
             rec.update(active="inactive", sub="dead", main_pid=0, since=time.time())
 
     def check_conditions(self, config: UnitConfig) -> str | None:
-        checks = {
+        checks: dict[str, Callable[[str], object]] = {
             # a stand-in's standard path (/usr/bin/nvidia-smi) exists as on a host with the driver installed
             "PathExists": lambda p: os.path.lexists(self.fs.local(p)) or which(self.host, p) is not None,
             "PathIsDirectory": lambda p: self.fs.local(p).is_dir(),
