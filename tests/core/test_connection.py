@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpuprov.inventory import Host
-
 from gpuprov.connection.base import parse_batch
 from gpuprov.connection.local import LocalConnection
+from gpuprov.inventory import Host
 
 
 def local_host() -> Host:

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from gpuprov.inventory import Host
 
 from gpuprov.errors import InputError
+from gpuprov.inventory import Host
 from gpuprov.playbook import load_playbook
 from gpuprov.plugins import Plugins
 

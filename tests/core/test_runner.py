@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gpuprov.inventory import Inventory, load_inventory
 
 from gpuprov import hookimpl
+from gpuprov.inventory import Inventory, load_inventory
 from gpuprov.plan import Change, Disruption, Step
 from gpuprov.playbook import Play
 from gpuprov.plugins import Plugins
