@@ -150,11 +150,12 @@ def _run_playbook(playbook_path: str, apply: bool, kw: dict[str, Any]) -> tuple[
                 for host in hosts:
                     play.settings_for(host, ctx.plugins.schemas)
         for play, hosts in selections:
+            # As in Ansible, a host that failed or was unreachable in an earlier play sits out the later ones.
+            hosts = [h for h in hosts if outcomes.get(h.name) is None
+                     or outcomes[h.name].status.value not in ("failed", "unreachable")]
             done = ctx.runner.run_play(play, hosts, apply=apply, saved=saved)
-            outcomes.update(done)
             for name, outcome in done.items():
-                if outcome.plan is not None:
-                    plan.hosts[name] = outcome.plan
+                _merge_outcome(outcomes, plan, name, outcome)
             if ctx.runner.stop.is_set():
                 break
     except KeyboardInterrupt:
@@ -162,6 +163,32 @@ def _run_playbook(playbook_path: str, apply: bool, kw: dict[str, Any]) -> tuple[
     finally:
         ctx.close()
     return ctx, plan, outcomes
+
+
+def _merge_outcome(outcomes: dict[str, Any], plan: Any, name: str, outcome: Any) -> None:
+    """Add one play's outcome for a host to the run's: a host in several plays keeps every play's changes and
+    the worse status (a later play must not hide an earlier one's changes or failure)."""
+    prev = outcomes.get(name)
+    if outcome.plan is not None:
+        before = plan.hosts.get(name)
+        if before is None:
+            plan.hosts[name] = outcome.plan
+        else:
+            before.changes.extend(outcome.plan.changes)
+            before.warnings.extend(outcome.plan.warnings)
+            before.settings.update(outcome.plan.settings)
+    if prev is None:
+        outcomes[name] = outcome
+        return
+    order = ["ok", "changed", "reboot-required", "unreachable", "failed"]
+    if order.index(outcome.status.value) > order.index(prev.status.value):
+        prev.status = outcome.status
+    prev.message = "; ".join(m for m in (prev.message, outcome.message) if m)
+    prev.applied.extend(outcome.applied)
+    prev.remaining.extend(outcome.remaining)
+    prev.last_step = outcome.last_step or prev.last_step
+    prev.facts = outcome.facts or prev.facts
+    prev.plan = plan.hosts.get(name, prev.plan)
 
 
 def _play_hosts(ctx: Context, play: Any) -> list[Any]:
