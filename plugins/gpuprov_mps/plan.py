@@ -32,6 +32,7 @@ from .facts import (
     FILES,
     HELPER_PATH,
     MIG_UNIT,
+    START_LINE,
     TARGET,
     UNIT_TEMPLATE,
     WRAPPER_PATH,
@@ -72,7 +73,7 @@ class Rendered:
 
 def render_files(host: str, settings: Mapping[str, Any], templates: Templates) -> Rendered:
     common = {"host": host, "env_dir": ENV_DIR, "helper": HELPER_PATH, "target": TARGET, "mig_unit": MIG_UNIT,
-              "unit_template": UNIT_TEMPLATE}
+              "unit_template": UNIT_TEMPLATE, "start_line": START_LINE}
     return Rendered(
         unit=templates.render("nvidia-mps@.service.j2", **common, user=settings.get("user") or "root",
                               start_timeout=START_TIMEOUT, stop_timeout=int(settings.get("stop_timeout") or 10)),
@@ -147,6 +148,13 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
             chosen = select(after, settings.get("devices") or "all", mig_gpus)
         except SelectionError as exc:
             raise GpuprovError(f"{host}: mps.devices: {exc}") from None
+        user = settings.get("user") or "root"
+        mig_device = next((d.name for d in chosen if d.is_mig), None)
+        if user != "root" and mig_device is not None:
+            raise GpuprovError(f"{host}: mps.user: the daemon of a MIG device ({mig_device}) must run as root, not "
+                               f"{user}: it finds its device's current UUID with nvidia-smi "
+                               "mig, which needs root; use user: root (with multiuser: true every user's jobs share "
+                               "it), or select only whole GPUs")
     changes: list[Change] = []
     warnings = _warnings(host, facts, settings, mps) if chosen else []
     files_change, files_changed = _files_change(host, mps, settings, templates, bool(chosen), installed)

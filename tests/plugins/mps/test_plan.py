@@ -263,3 +263,9 @@ def test_an_idle_mps_server_on_a_re_created_device_is_explained(plugins: Plugins
                                 "MIG change counts it as busy, but this change stops it first, so --force loses no "
                                 "work here",)
     assert [s.command for s in daemon.steps] == ["systemctl restart nvidia-mps@gpu0-mig6.service"]
+
+
+def test_a_mig_daemon_must_run_as_root(plugins: Plugins, templates: Templates, fixtures_dir: Path) -> None:
+    with pytest.raises(GpuprovError, match=r"^node01: mps.user: the daemon of a MIG device \(gpu0/mig@0\) must run "
+                                           r"as root, not svc: it finds its device's current UUID with nvidia-smi mig"):
+        run_plan(plugins, templates, no_mps(fixtures_dir), mps=mps_settings(devices="all", user="svc"))
