@@ -279,7 +279,7 @@ def _daemon_change(host: str, facts: Mapping[str, Any], settings: Mapping[str, A
         steps.append(Step.run(f"systemctl enable {_q(unit)}"))
     restart = False
     if not active:
-        steps.append(Step.run(f"systemctl start {_q(unit)}"))
+        steps.append(_start_step("start", unit, device))
         reasons.append("start")
     else:
         if env_changed:
@@ -298,7 +298,7 @@ def _daemon_change(host: str, facts: Mapping[str, Any], settings: Mapping[str, A
                            f"{current.uuid if current else '?'}")
         restart = bool(reasons)
         if restart:
-            steps.append(Step.run(f"systemctl restart {_q(unit)}"))
+            steps.append(_start_step("restart", unit, device))
     if active and not restart and record is not None:
         steps.extend(_refresh(device, settings, record, facts, reasons))
     if not steps:
@@ -329,6 +329,13 @@ def _daemon_change(host: str, facts: Mapping[str, Any], settings: Mapping[str, A
                          warnings=_idle_server_note(procs, clients))
         out.insert(0, release)
     return out
+
+
+def _start_step(verb: str, unit: str, device: MpsDevice) -> Step:
+    """``systemctl start|restart UNIT``; when it fails, the unit's last journal lines go with the error, so the
+    helper's reason (a device that is not there, a GPU that changed) reaches the plan's output."""
+    return Step.run(f"systemctl {verb} {_q(unit)} || {{ journalctl -u {_q(unit)} -n 8 -o cat --no-pager >&2; "
+                    "exit 1; }", f"{verb} {unit} ({device.name})")
 
 
 def _idle_server_note(procs: Sequence[Mapping[str, Any]], clients: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:

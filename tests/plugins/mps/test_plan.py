@@ -81,6 +81,11 @@ def ids(changes: list[Any]) -> list[str]:
     return [c.id for c in changes]
 
 
+def runs(change: Any) -> list[str]:
+    """A change's commands, by their description where they have one (start/restart carry the journal tail)."""
+    return [s.description or s.command for s in change.steps if s.kind == "run"]
+
+
 def no_mps(fixtures: Path) -> dict[str, Any]:
     facts = host_facts(fixtures)
     facts["mps"] = {"files": {"unit": None, "target": None, "helper": None, "wrapper": None},
@@ -122,7 +127,7 @@ def test_a_changed_limit_restarts_gpu_idle_and_clients_block_it(plugins: Plugins
     assert busy.disruption is Disruption.GPU_IDLE
     assert busy.blocked == ("node01: gpu0/mig@0: PID 3805 (BlackScholes) are clients of its MPS daemon; a restart "
                             "cuts them off: let them finish or use --force")
-    assert [s.command for s in busy.steps if s.kind == "run"] == ["systemctl restart nvidia-mps@gpu0-mig0.service"]
+    assert runs(busy) == ["restart nvidia-mps@gpu0-mig0.service (gpu0/mig@0)"]
     idle = changes["mps/daemon/gpu0-mig6"]
     assert idle.blocked is None and idle.disruption is Disruption.GPU_IDLE
 
@@ -135,6 +140,7 @@ def test_forgotten_defaults_are_sent_again_without_a_restart(plugins: Plugins, t
     assert change.disruption is Disruption.NONE
     assert [s.command for s in change.steps] == [
         "/usr/local/libexec/gpuprov/mps-device ready /etc/gpuprov/mps/gpu1.env"]
+    assert runs(change) == ["set the defaults of the daemon for gpu1 again"]
 
 
 def test_a_daemon_bound_to_a_gone_uuid_is_restarted(plugins: Plugins, templates: Templates,
@@ -229,9 +235,9 @@ def test_a_unit_whose_install_section_changed_is_enabled_again(plugins: Plugins,
     facts["mps"]["files"]["unit"] = facts["mps"]["files"]["unit"].replace(
         "WantedBy=multi-user.target", "WantedBy=gpuprov-mps.target")
     changes = {c.id: c for c in run_plan(plugins, templates, facts, mps=settings)}
-    assert [s.command for s in changes["mps/daemon/gpu1"].steps] == [
+    assert runs(changes["mps/daemon/gpu1"]) == [
         "systemctl disable nvidia-mps@gpu1.service", "systemctl enable nvidia-mps@gpu1.service",
-        "systemctl restart nvidia-mps@gpu1.service"]
+        "restart nvidia-mps@gpu1.service (gpu1)"]
     assert changes["mps/daemon/gpu1"].summary == "MPS daemon for gpu1: unit or helper changed"
 
 
@@ -242,7 +248,7 @@ def test_a_daemon_that_does_not_answer_is_restarted(plugins: Plugins, templates:
     facts["mps"]["daemons"][0]["answers"] = None  # the probe's front end timed out: a wedged daemon
     (change,) = run_plan(plugins, templates, facts, mps=settings)
     assert change.summary == "MPS daemon for gpu1: its daemon does not answer on /run/nvidia-mps/gpu1"
-    assert [s.command for s in change.steps] == ["systemctl restart nvidia-mps@gpu1.service"]
+    assert runs(change) == ["restart nvidia-mps@gpu1.service (gpu1)"]
 
 
 def test_an_idle_mps_server_on_a_re_created_device_is_explained(plugins: Plugins, templates: Templates,
@@ -262,7 +268,7 @@ def test_an_idle_mps_server_on_a_re_created_device_is_explained(plugins: Plugins
     assert release.warnings == ("PID 3809 (nvidia-cuda-mps-server) is this daemon's MPS server without clients: the "
                                 "MIG change counts it as busy, but this change stops it first, so --force loses no "
                                 "work here",)
-    assert [s.command for s in daemon.steps] == ["systemctl restart nvidia-mps@gpu0-mig6.service"]
+    assert runs(daemon) == ["restart nvidia-mps@gpu0-mig6.service (gpu0/mig@6)"]
 
 
 def test_a_mig_daemon_must_run_as_root(plugins: Plugins, templates: Templates, fixtures_dir: Path) -> None:
