@@ -135,7 +135,7 @@ class Runner:
             raise ConnectionFailed(f"{host.name}: the connection dropped during detect")
         written = manifest.parse_probe(outputs.pop(manifest.PROBE).stdout)
         with self._lock:
-            self.written[host.name] = manifest.Written(where, written)
+            self.written[host.name] = manifest.Written(where, {p: dict(e) for p, e in written.items()})
         try:
             facts = self.plugins.facts(host, outputs)
         except ValueError as exc:

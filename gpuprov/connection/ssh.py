@@ -231,7 +231,9 @@ class SSHConnection(Connection):
         if owner or group:
             chown = f" && chown {shlex.quote((owner or '') + (':' + group if group else ''))} {shlex.quote(tmp)}"
         # Content goes through stdin so it never appears in a command line; the rename makes the write atomic.
-        script = (f"umask 077 && mkdir -p {shlex.quote(directory)} && cat > {shlex.quote(tmp)}"
+        # The directories are made before the umask: only the temporary file is private, not a new
+        # /usr/local/libexec/gpuprov that job users must be able to enter.
+        script = (f"mkdir -p {shlex.quote(directory)} && umask 077 && cat > {shlex.quote(tmp)}"
                   f" && chmod {mode:o} {shlex.quote(tmp)}{chown} && mv -f {shlex.quote(tmp)} {shlex.quote(path)}")
         result = self.run(f"sh -c {shlex.quote(script)}", stdin=content.decode("utf-8", errors="surrogateescape"))
         if not result.ok:

@@ -272,3 +272,18 @@ def test_a_become_user_with_metacharacters_is_a_name_not_code(sudo_site: Site, l
     assert run.code == 1, run
     assert re.search(r"unknown user:? root; touch /tmp/become-owned", run.stdout), run
     assert lab.run("host2", "test -e /tmp/become-owned").exit_code == 1
+
+
+@pytest.mark.lab
+def test_written_files_have_their_mode_and_new_directories_stay_enterable(site: Site, lab: Lab) -> None:
+    """The temporary file is private until renamed into place; directories gpuprov creates are not."""
+    site.playbook("""\
+    - hosts: host1
+      steps: {dir: /usr/local/libexec/gpuprov-test/deeper, names: [a], mode: file-only}
+    """)
+    assert site.gpuprov("apply", "play.yml").code == 0
+    modes = lab.run("host1", "stat -c '%a %n' /usr/local/libexec/gpuprov-test /usr/local/libexec/gpuprov-test/deeper "
+                             "/usr/local/libexec/gpuprov-test/deeper/a", check=True).stdout.split("\n")
+    assert [m.split()[0] for m in modes if m] == ["755", "755", "644"], modes
+    leftovers = lab.run("host1", "ls -A /usr/local/libexec/gpuprov-test/deeper", check=True).stdout.split()
+    assert leftovers == ["a"]  # no temporary file left beside it
