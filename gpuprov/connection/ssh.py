@@ -170,7 +170,9 @@ class SSHConnection(Connection):
             from invoke.exceptions import AuthFailure
 
             if isinstance(exc, AuthFailure):  # its text names the prompt, never the password
-                raise ConnectionFailed(f"{self.host_name}: sudo refused the become password for user "
+                from ..errors import StepFailed
+
+                raise StepFailed(f"{self.host_name}: sudo refused the become password for user "
                                        f"{self.become_user!r}; check -K / GPUPROV_BECOME_PASSWORD") from None
             if type(exc).__module__.startswith("paramiko"):
                 self._lost = f"{self.host_name}: connection lost: {_explain(exc)}"

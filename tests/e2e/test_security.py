@@ -234,7 +234,8 @@ def test_a_sudo_password_from_the_environment_works_and_is_never_shown(sudo_site
 
     monkeypatch.setenv("GPUPROV_BECOME_PASSWORD", WRONG)
     run = site.gpuprov("plan", "play.yml", "--json")
-    assert run.code == 4, run
+    assert run.code == 1, run  # reached, but refused: a failed host, not an unreachable one
+    assert run.hosts()["host2"]["status"] == "failed"
     message = run.hosts()["host2"]["message"]
     assert "sudo refused the become password for user 'root'" in message, message
     no_password_anywhere(site, lab, run, WRONG, PASSWORD)
