@@ -74,6 +74,11 @@ def gpuprov_facts_view(facts: Mapping[str, Any]) -> list[tuple[str, Sequence[str
 
 
 @hookimpl
+def gpuprov_export(facts: Mapping[str, Any]) -> dict[str, Any] | None:
+    return _plan.export_settings(facts)
+
+
+@hookimpl
 def gpuprov_plan(host: Host, facts: Mapping[str, Any], settings: Mapping[str, Any], planned: dict[str, Any],
                  templates: Templates) -> list[Change]:
     return _plan.plan_host(host.name, facts, settings, planned, templates)

@@ -37,7 +37,9 @@ from .facts import (
     UNIT_TEMPLATE,
     WRAPPER_PATH,
 )
-from .schema import COMPUTE_MODES, PLACEHOLDER
+from .schema import COMPUTE_MODES, PLACEHOLDER, SCHEMA
+
+SCHEMA_DEFAULTS = SCHEMA.defaults()
 
 START_TIMEOUT = 60
 SMI_MODES = {"EXCLUSIVE_PROCESS": "Exclusive_Process", "DEFAULT": "Default"}  # -c value -> how -q -x prints it
@@ -472,3 +474,53 @@ def verify_none(ti: Any) -> None:
     """testinfra check: no environment file (and so no daemon) gpuprov installed is left."""
     left = ti.run(f"ls {_q(ENV_DIR)}").stdout.split()
     assert not [f for f in left if f.endswith(".env")], f"MPS daemons still configured in {ENV_DIR}: {left}"
+
+
+# -- export ------------------------------------------------------------------------------------------------------
+
+def export_settings(facts: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The daemons gpuprov runs on a host now, as a play's ``mps:`` section that plans nothing on that host.
+
+    Read back from the environment files (what the daemons start with): the devices (``all``/``mig``/``gpus``
+    when they are exactly those), limits, multi-user, compute mode, directory patterns; the user from the unit."""
+    daemons = [d for d in (facts.get("mps") or {}).get("daemons") or () if d.get("env")]
+    if not daemons:
+        return None
+    by_name = {d["env"].get("GPUPROV_MPS_DEVICE", d["instance"]): d for d in daemons}
+    devices = host_devices(facts)
+    names = [d.name for d in devices if d.name in by_name]
+    section: dict[str, Any] = {}
+    if names == [d.name for d in devices]:
+        section["devices"] = "all"
+    elif names == [d.name for d in devices if d.is_mig]:
+        section["devices"] = "mig"
+    elif names == [d.name for d in devices if not d.is_mig]:
+        section["devices"] = "gpus"
+    else:
+        section["devices"] = [int(n[3:]) if n[3:].isdigit() else n for n in names]
+    env = daemons[0]["env"]
+    percentage = env.get("GPUPROV_MPS_ACTIVE_THREAD_PERCENTAGE")
+    if percentage:
+        value = float(percentage)
+        section["active_thread_percentage"] = int(value) if value.is_integer() else value
+    if env.get("GPUPROV_MPS_PINNED_MEM_LIMIT"):
+        section["pinned_mem_limit"] = env["GPUPROV_MPS_PINNED_MEM_LIMIT"]
+    user = daemons[0].get("unit", {}).get("user") or "root"
+    if user != "root":
+        section["user"] = user
+    if env.get("GPUPROV_MPS_MULTIUSER") == "yes":
+        section["multiuser"] = True
+    whole = [d["env"] for d in daemons if not d["env"].get("GPUPROV_MPS_MIG_START")]
+    if whole:
+        mode = whole[0].get("GPUPROV_MPS_COMPUTE_MODE", "")
+        section["compute_mode"] = {"EXCLUSIVE_PROCESS": "exclusive", "DEFAULT": "default"}.get(mode, "unchanged")
+    for key, var in (("pipe_dir", "CUDA_MPS_PIPE_DIRECTORY"), ("log_dir", "CUDA_MPS_LOG_DIRECTORY")):
+        path = env.get(var, "")
+        instance = daemons[0]["instance"]
+        pattern = path.replace(instance, PLACEHOLDER, 1) if instance in path else path
+        if pattern and pattern != SCHEMA_DEFAULTS[key]:
+            section[key] = pattern
+    timeout = env.get("GPUPROV_MPS_CONTROL_TIMEOUT", "")
+    if timeout.isdigit() and int(timeout) != SCHEMA_DEFAULTS["stop_timeout"]:
+        section["stop_timeout"] = int(timeout)
+    return {"mps": section}

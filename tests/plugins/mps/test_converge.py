@@ -145,6 +145,13 @@ def test_whole_gpus_exclusive_then_mps_off_restores_default(tmp_path: Path) -> N
     assert sh(sim, "ls /etc/gpuprov/mps") == "gpu0.env\ngpu1.env\n"
     r = gpuprov(tmp_path, "verify", "-i", "hosts", playbook)
     assert r.returncode == 0 and "PASS mps: MPS daemons run for the selected devices" in r.stdout, r.stdout
+    # what the host runs, exported as a play, plans nothing on it
+    r = gpuprov(tmp_path, "export", "-i", "hosts", "--section", "mps", "node1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert yaml.safe_load(r.stdout)[0]["mps"] == {"devices": "all", "compute_mode": "exclusive"}
+    (tmp_path / "exported.yml").write_text(r.stdout)
+    r = gpuprov(tmp_path, "plan", "-i", "hosts", "exported.yml")
+    assert r.returncode == 0 and "no changes: node1" in r.stdout, r.stdout + r.stderr
 
     # The compute mode resets at reboot; the unit sets it again when it starts, not a one-off command.
     sh(sim, "nvidia-smi -c DEFAULT")

@@ -275,3 +275,23 @@ def test_a_mig_daemon_must_run_as_root(plugins: Plugins, templates: Templates, f
     with pytest.raises(GpuprovError, match=r"^node01: mps.user: the daemon of a MIG device \(gpu0/mig@0\) must run "
                                            r"as root, not svc: it finds its device's current UUID with nvidia-smi mig"):
         run_plan(plugins, templates, no_mps(fixtures_dir), mps=mps_settings(devices="all", user="svc"))
+
+
+@pytest.mark.parametrize("values", [
+    {"devices": "mig", "active_thread_percentage": 33.5, "pinned_mem_limit": "4096M", "multiuser": True},
+    {"devices": [1, "gpu0/mig@6"], "compute_mode": "unchanged", "pipe_dir": "/var/lib/mps/{device}/pipe",
+     "stop_timeout": 30},
+    {"devices": "gpus", "user": "svc", "compute_mode": "default"},
+], ids=["mig-limits", "a-list", "whole-as-a-user"])
+def test_export_plans_nothing_on_the_host_it_came_from(plugins: Plugins, templates: Templates, fixtures_dir: Path,
+                                                       values: dict[str, Any]) -> None:
+    from gpuprov_mps.plan import export_settings
+
+    settings = mps_settings(**values)
+    facts = running(host_facts(fixtures_dir), templates, settings)
+    for d in facts["mps"]["daemons"]:
+        d["unit"]["user"] = settings["user"]
+    exported = export_settings(facts)
+    assert exported is not None
+    assert run_plan(plugins, templates, facts, mps=mps_settings(**exported["mps"])) == []
+    assert export_settings(no_mps(fixtures_dir)) is None
