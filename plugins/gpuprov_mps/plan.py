@@ -180,9 +180,12 @@ def plan_host(host: str, facts: Mapping[str, Any], settings: Mapping[str, Any], 
         changes.append(files_change)
     if warnings and changes:
         changes[0] = replace_warnings(changes[0], warnings)
+    # what later plugins plan against: the NUMA plugin places each daemon (a drop-in per instance) and, on a
+    # systemd without NUMAPolicy=, wraps the template's ExecStart= lines in numactl
     planned["mps"] = {"devices": [{"name": d.name, "instance": d.instance, "unit": d.unit, "gpu": d.gpu,
                                    "pipe_dir": str(settings.get("pipe_dir")).replace(PLACEHOLDER, d.instance)}
-                                  for d in chosen]}
+                                  for d in chosen],
+                      "unit_template": render_files(host, settings, templates).unit if chosen else None}
     return changes
 
 

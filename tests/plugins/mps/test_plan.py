@@ -295,3 +295,14 @@ def test_export_plans_nothing_on_the_host_it_came_from(plugins: Plugins, templat
     assert exported is not None
     assert run_plan(plugins, templates, facts, mps=mps_settings(**exported["mps"])) == []
     assert export_settings(no_mps(fixtures_dir)) is None
+
+
+def test_planned_names_each_daemon_for_later_plugins(templates: Templates, fixtures_dir: Path) -> None:
+    planned = copy.deepcopy(no_mps(fixtures_dir))
+    plan_host("node01", no_mps(fixtures_dir), mps_settings(devices=[1, "gpu0/mig@6"]), planned, templates)
+    assert planned["mps"]["devices"] == [
+        {"name": "gpu0/mig@6", "instance": "gpu0-mig6", "unit": "nvidia-mps@gpu0-mig6.service", "gpu": 0,
+         "pipe_dir": "/run/nvidia-mps/gpu0-mig6"},
+        {"name": "gpu1", "instance": "gpu1", "unit": "nvidia-mps@gpu1.service", "gpu": 1,
+         "pipe_dir": "/run/nvidia-mps/gpu1"}]
+    assert "ExecStart=/usr/local/libexec/gpuprov/mps-device start" in planned["mps"]["unit_template"]
