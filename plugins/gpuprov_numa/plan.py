@@ -159,10 +159,8 @@ def place(host: str, label: str, node_id: int | None, numa: Mapping[str, Any],
         cpu_node = node if node["cpus"] else _nearest(node, [n for n in nodes if n["cpus"]])
         if cpu_node is not None and cpu_node is not node:
             notes.append(f"node {node['id']} has no CPUs; CPUs of the nearest node {cpu_node['id']} are used")
-    if binding == "node":
-        cpus: tuple[int, ...] = tuple(cpu_node["cpus"]) if cpu_node is not None else ()
-    elif binding == "none":
-        cpus = ()
+    if isinstance(binding, str):  # "node" or "none"
+        cpus: tuple[int, ...] = tuple(cpu_node["cpus"]) if cpu_node is not None and binding == "node" else ()
     else:
         unknown = sorted(set(binding) - set(online))
         if unknown:
