@@ -4,8 +4,10 @@ passes ``shellcheck`` with nothing to say, and the MPS drop-ins pass ``systemd-a
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,21 @@ def test_verify_catches_what_it_only_logs(tmp_path: Path) -> None:
     result = _verify(tmp_path, "gpu0", "[Service]\nNUMAPolicy=sideways\nNUMAMask=0\n")
     assert result.returncode == 0
     assert "Invalid NUMA policy type, ignoring: sideways" in result.stdout + result.stderr
+
+
+def test_rendered_example_rack_wrappers_pass_shellcheck(tmp_path: Path) -> None:
+    """``gpuprov render`` of the example playbook: every wrapper it would install, as installed, is shellcheck-clean
+    (whole GPUs on a DGX H100, MIG devices about to be created on a DGX A100)."""
+    shellcheck = require_tool("shellcheck")
+    root = Path(__file__).resolve().parents[3]
+    out = tmp_path / "rendered"
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    r = subprocess.run([sys.executable, "-m", "gpuprov", "render", "-i", str(root / "inventory.example"),
+                        str(root / "playbooks/site.yml"), "--limit", "infer01:train01", "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode in (0, 2), r.stdout + r.stderr
+    wrappers = sorted(out.glob("*/usr/local/bin/gpu*-run"))
+    assert len(wrappers) == 8 + 32, [w.name for w in wrappers]  # train01: 8 GPUs; infer01: 8 x all-balanced (4)
+    result = subprocess.run([shellcheck, "--shell=sh", "--severity=style", *map(str, wrappers)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and not result.stdout, result.stdout
