@@ -377,11 +377,13 @@ def _yaml_group(inv: Inventory, path: Path, name: str, body: Any, parent: Any) -
             hl, hc = where(body["hosts"], host)
             raise InputError(str(path), hl, hc, f"host {host!r}: its variables must be a mapping (or empty)")
         for h in expand_range(str(host), str(path), where(body["hosts"], host)[0]):
+            _check_names(str(path), hostvars or {})
             inv.add_host(h, name, dict(hostvars or {}))
     vars_ = body.get("vars") or {}
     if not isinstance(vars_, dict):
         vl, vc = where(body, "vars")
         raise InputError(str(path), vl, vc, f"vars of group {name!r} must be a mapping")
+    _check_names(str(path), vars_)
     inv.group(name).vars.update(vars_)
     children = body.get("children") or {}
     for child, child_body in children.items():
@@ -397,6 +399,15 @@ def _vars_files(directory: Path, name: str) -> Iterator[Path]:
             yield from sorted(p for p in candidate.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+def _check_names(source: str, variables: Any) -> None:
+    """Variable names are strings: YAML makes ``null``, numbers or an anchor's stray key of some (``&x: 1``)."""
+    for key in variables:
+        if not isinstance(key, str) or not key:
+            line, col = where(variables, key)
+            raise InputError(source, line or getattr(variables, "line", 0) or 1, col,
+                             f"variable name {key!r} is not a name; write name: value (letters, digits, _)")
+
+
 def _load_vars_dir(inv: Inventory, directory: Path, target: dict[str, dict[str, Any]], names: set[str]) -> None:
     if not directory.is_dir():
         return
@@ -408,4 +419,5 @@ def _load_vars_dir(inv: Inventory, directory: Path, target: dict[str, dict[str, 
             if not isinstance(data, dict):
                 line, col = where(data)
                 raise InputError(str(f), line or 1, col, "a vars file must be a mapping of variable: value")
+            _check_names(str(f), data)
             target.setdefault(name, {}).update(data)

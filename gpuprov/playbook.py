@@ -123,6 +123,10 @@ def _load_play(source: str, node: Any, index: int, schemas: Mapping[str, Schema]
             raise InputError(source, kl, kc, f"{key} must be {expected}, got {_type_word(value)} {value!r}")
     if "hosts" not in node:
         raise InputError(source, line, col, f"play {index + 1} has no 'hosts:' (a pattern such as all, gpu, a:&b)")
+    for name in node.get("vars") or {}:
+        if not isinstance(name, str) or not name:
+            vl, vc = where(node["vars"], name)
+            raise InputError(source, vl, vc, f"variable name {name!r} in vars is not a name; write name: value")
     hosts = node["hosts"]
     if isinstance(hosts, list):
         hosts = ":".join(str(h) for h in hosts)
