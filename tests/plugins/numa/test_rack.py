@@ -8,6 +8,7 @@ against the topology the simulator was given, never against the plugin's own fac
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,9 @@ from gpuprov_numa import facts as nf
 
 from gpuprov.connection.sim import login_env
 from gpuprov.sim.host import SimHost
+from gpuprov.sim.presets import new_machine
 from gpuprov.sim.shell import run_line
+from gpuprov.sim.sysfs import ensure_sysfs
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -173,3 +176,31 @@ def test_bad_settings_are_reported_at_their_line(gpuprov_cli: Cli, tmp_path: Pat
     assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
     assert "bad.yml:3:5: numa.cpu_binding" in r.stdout + r.stderr
     assert "expected node, none or a CPU list like 0-7,64-71, got 'socket'" in r.stdout + r.stderr
+
+
+def test_systemd_before_243_starts_the_mps_daemon_through_numactl(gpuprov_cli: Cli, tmp_path: Path) -> None:
+    """RHEL 8's systemd 239 has no NUMAPolicy=: the drop-in resets ExecStart= and runs the MPS unit's own command
+    under numactl; the systemctl stand-in really starts it that way (its journal names numactl as the process)."""
+    machine = new_machine(preset="dgx-h100", hostname="old01")
+    machine.systemd_version = 239
+    sim = SimHost(tmp_path / "old01")
+    sim.save(machine)
+    ensure_sysfs(sim)
+    (tmp_path / "hosts").write_text(f"old01 ansible_connection=sim sim_preset=dgx-h100 sim_state_dir={sim.state_dir}\n")
+    (tmp_path / "mps.yml").write_text("- hosts: all\n  mps: {devices: [5]}\n  numa: {wrappers: false}\n")
+    # the MPS unit first (where the MPS plugin does not hand its unit to later plugins, the drop-in needs it
+    # installed to know the command it wraps)
+    (tmp_path / "first.yml").write_text("- hosts: all\n  mps: {devices: [5]}\n  numa: {wrappers: false, "
+                                        "place_mps: false}\n")
+    assert gpuprov_cli("apply", "-i", "hosts", "first.yml").returncode == 0
+    r = gpuprov_cli("apply", "-i", "hosts", "mps.yml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = gpuprov_cli("plan", "-i", "hosts", "mps.yml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    dropin = sim.path("/etc/systemd/system/nvidia-mps@gpu5.service.d/50-gpuprov-numa.conf").read_text().splitlines()
+    assert not any(line.startswith("NUMAPolicy") for line in dropin)
+    start = dropin.index("ExecStart=")
+    assert dropin[start + 1].startswith("ExecStart=/usr/bin/numactl --physcpubind=56-111,168-223 --membind=1 -- ")
+    status = run_line(sim, "systemctl status nvidia-mps@gpu5.service", env=login_env(sim)).stdout
+    assert "Active: active (running)" in status
+    assert re.search(r"old01 numactl\[\d+\]: gpuprov-mps: gpu5: starting the MPS control daemon", status), status
