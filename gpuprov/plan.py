@@ -39,7 +39,9 @@ class Step:
     """One thing done on a host: run a command, write a file or remove one.
 
     ``before`` (for writes) is the file's current content when known, so the plan can show a diff; ``None`` means
-    the file does not exist yet.
+    the file does not exist yet. Give it when you read the file: a file gpuprov did not write and would now
+    replace is then kept as a backup first (:mod:`gpuprov.manifest`), as is one a person edited since gpuprov
+    wrote it (that one needs no ``before``: the manifest's hash tells).
     """
 
     kind: str  # "run" | "write" | "remove"
