@@ -101,6 +101,23 @@ def test_a_changed_host_key_is_refused_always_with_both_fingerprints(site: Site,
     assert site.files("host1") == set()
 
 
+@pytest.mark.lab
+def test_a_jump_hosts_key_is_checked_too(site: Site, lab: Lab) -> None:
+    """Through ``-o ProxyJump=`` the gateway's key is checked like the target's: unknown, it is refused."""
+    one, two = lab.host("host1"), lab.host("host2")
+    with_known_hosts(site, lab, f"{one.address} {one.host_key_line}\n")  # the target known, the jump host not
+    inventory = site.root / "inv" / "hosts"
+    lines = inventory.read_text().splitlines(keepends=True)
+    inventory.write_text("".join(line.replace("-o StrictHostKeyChecking=yes",
+                                              f"-o StrictHostKeyChecking=yes -o ProxyJump=root@{two.address}")
+                                 if line.startswith("host1 ") else line for line in lines))
+    site.playbook(PLAY)
+    run = site.gpuprov("plan", "play.yml", "--json", "--timeout", "5")
+    host1 = run.hosts()["host1"]
+    assert host1["status"] == "unreachable", run
+    assert f"unknown host key for {two.address} (ssh-ed25519 {fingerprint(two.host_key_line)})" in host1["message"]
+
+
 # ------------------------------------------------------------------------------ values are data, not code
 
 LEAKS = ["/tmp/owned", "/tmp/owned-bt", "/tmp/owned-semi", "/tmp/owned-and", "/tmp/owned-nl", "/tmp/rebooted",
