@@ -23,13 +23,14 @@ with open(os.environ["GPUPROV_BENCH_WORK"], encoding="utf-8") as _f:
 
 
 def detect(when: str) -> None:
-    for name, command in WORK["probes"][host.name].items():
+    # host.loop gives each iteration its own place in pyinfra's operation order, the same on every host
+    for name, command in host.loop(WORK["probes"][host.name].items()):
         server.shell(name=f"{when} {name}", commands=[command], _ignore_errors=True)
 
 
 detect("detect")
 if WORK["mode"] == "apply":
-    for i, step in enumerate(WORK["steps"].get(host.name, [])):
+    for i, step in enumerate(host.loop(WORK["steps"].get(host.name, []))):
         label = f"step {i}: {step['label']}"
         if step["kind"] == "run":
             server.shell(name=label, commands=[step["command"]])
