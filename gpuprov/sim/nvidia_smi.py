@@ -154,8 +154,11 @@ def _parse(argv: Sequence[str], table: Mapping[str, tuple[str, bool | None]]) ->
         item = items[i]
         if item == "mig" and table is _TOP:
             return args, items[i + 1:]
+        if item == "topo" and table is _TOP:  # a subcommand of its own: what follows is the report's
+            args.report = True
+            return args, None
         key, _, inline = item.partition("=") if item.startswith("--") else (item, "", "")
-        if table is _TOP and (key in _REPORT_FLAGS or key in _REPORT_VALUES or item == "topo"):
+        if table is _TOP and (key in _REPORT_FLAGS or key in _REPORT_VALUES):
             args.report = True
             if key in _REPORT_VALUES and not inline:
                 i += 1

@@ -489,10 +489,8 @@ def test_mig_facts_from_every_probe_equal_the_state(tmp_path: Path) -> None:
             (p.pid, p.gi, p.ci) for p in machine.processes if p.gpu == gpu.index)
 
 
-@pytest.mark.xfail(reason="gpuprov/sim/nvidia_smi.py's option parser reads the -m/-c after `topo` as its own "
-                          "options and answers 'Invalid combination'; once it hands `topo ...` to the reports, "
-                          "move test_topo_single_gpu_exact into a golden case")
 def test_topo_through_the_stand_in(tmp_path: Path) -> None:
+    """``topo`` is a subcommand: its ``-m``/``-c`` reach the reports, not nvidia-smi's own option parser."""
     from gpuprov.sim.commands import load_all
 
     host = SimHost(tmp_path / "h")
