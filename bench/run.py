@@ -233,7 +233,10 @@ class Unsafe(str):
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    """YAML as a person writes it: the probe tasks appear twice in apply.yml, spelt out both times (no anchors)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 _Dumper.add_representer(Unsafe, lambda d, s: d.represent_scalar("!unsafe", str(s), style="|" if "\n" in s else None))
