@@ -328,7 +328,7 @@ def render(playbook: str, out: str, **kw: Any) -> None:
 
     \b
     Example:
-      gpuprov render -i inventory.example playbooks/mps-sharing.yml --out rendered/
+      gpuprov render -i inventory.example playbooks/mps.yml --out rendered/
     """
     ctx, the_plan, outcomes = _run_playbook(playbook, False, kw)
     count = 0

@@ -862,7 +862,7 @@ class _Manager:
                 return 1
             if rec["active"] == "active" and self.alive(machine, rec):
                 return 0
-            conditions = self.check_conditions(config)
+            conditions = self.check_conditions(config, _specifiers(name, machine, config.value("Service", "User")))
         if deps:
             for dep_kind in ("Requires", "Wants", "BindsTo", "Requisite"):
                 for dep in " ".join(config.values("Unit", dep_kind)).split():
@@ -907,7 +907,8 @@ class _Manager:
             self.journal(machine, name, f"{name}: Deactivated successfully.")
             rec.update(active="inactive", sub="dead", main_pid=0, since=time.time())
 
-    def check_conditions(self, config: UnitConfig) -> str | None:
+    def check_conditions(self, config: UnitConfig, spec: Mapping[str, str] | None = None) -> str | None:
+        """``"condition"``/``"assert"`` when a check fails, else None; paths may use specifiers (``%i``)."""
         checks: dict[str, Callable[[str], object]] = {
             # a stand-in's standard path (/usr/bin/nvidia-smi) exists as on a host with the driver installed
             "PathExists": lambda p: os.path.lexists(self.fs.local(p)) or which(self.host, p) is not None,
@@ -927,7 +928,7 @@ class _Manager:
                     trigger = value.startswith("|")
                     value = value.lstrip("|")
                     negate = value.startswith("!")
-                    path = value.lstrip("!")
+                    path = _expand_specifiers(value.lstrip("!"), spec or {})
                     try:
                         ok = bool(check(path)) != negate
                     except OSError:

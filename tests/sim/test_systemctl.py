@@ -567,6 +567,15 @@ def test_conditions_skip_the_start(host: SimHost) -> None:
     )
 
 
+def test_condition_paths_take_specifiers(host: SimHost) -> None:
+    write(host, "/etc/systemd/system/dev@.service",
+          "[Unit]\nConditionPathExists=/etc/gpuprov/mps/%i.env\n"
+          "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n")
+    write(host, "/etc/gpuprov/mps/gpu0.env", "")
+    assert sh(host, "systemctl start dev@gpu0 dev@gpu1; systemctl is-active dev@gpu0 dev@gpu1") == (
+        "active\ninactive\n", "", 0)  # is-active exits 0 when any of the units is active
+
+
 # --- queries
 
 
