@@ -12,8 +12,9 @@ Each host is
   taken from ``10.213.0.0/16`` (override with ``GPUPROV_LAB_NETWORK``); only this machine can reach it;
 - a **mount and UTS namespace** where ``/etc/systemd/system``, ``/usr/local/libexec``, ``/run`` and ``/tmp``
   start empty,
-  ``/usr/local/bin`` (with the simulator's stand-ins on top), ``/etc/default``, ``/var/lib`` and ``/var/log``
-  are copy-on-write overlays of this machine's (writes stay in the host), and the simulated sysfs
+  ``/usr/local/bin`` (with the simulator's stand-ins on top), ``/etc``, ``/var/lib`` and ``/var/log``
+  are copy-on-write overlays of this machine's (writes stay in the host: ``/etc/gpuprov``, ``/etc/sysctl.d``
+  and whatever else a plugin writes never reach this machine), and the simulated sysfs
   (``/sys/devices/system/node``, ``/sys/bus/pci/devices``) is bound over the real paths; ``hostname`` prints
   the host's name;
 - a real ``sshd`` on ``<address>:22`` with its own ed25519 host key, accepting the lab's client key for root,
@@ -111,7 +112,7 @@ PRIVATE_PATHS = (
     "/etc/systemd/system",
     "/usr/local/bin",
     "/usr/local/libexec",  # where plugins install helper scripts: one host's must not be another's
-    "/etc/default",
+    "/etc",  # copy-on-write: a host's /etc/gpuprov, /etc/sysctl.d ... are its own, never this machine's
     "/run",
     "/var/lib",
     "/var/log",
@@ -530,7 +531,7 @@ class Lab:
         for what, path in (("the gpuprov package", package), ("the Python interpreter", sys.executable)):
             hidden = private(os.path.realpath(path))
             # overlays keep what lies beneath visible; emptied paths get gpuprov's own code bound back
-            if hidden and hidden not in ("/usr/local/bin", "/etc/default", "/var/lib", "/var/log", "/tmp", "/run"):
+            if hidden and hidden not in ("/usr/local/bin", "/etc", "/var/lib", "/var/log", "/tmp", "/run"):
                 raise LabError(
                     f"{what} at {path} is under {hidden}, which every lab host replaces with its own, "
                     "so the stand-ins could not run there; install gpuprov elsewhere (a venv in /opt)"
@@ -692,7 +693,7 @@ SetEnv GPUPROV_SIM_STATE={h.state_dir} GPUPROV_SIM_ROOT=/
             )
 
         overlay("/usr/local/bin", f"{d}/shims:/usr/local/bin")
-        for target in ("/etc/default", "/var/lib", "/var/log"):
+        for target in ("/etc", "/var/lib", "/var/log"):  # /etc first: /etc/systemd/system is emptied inside it
             overlay(target, target)
         emptied = (("/etc/systemd/system", "etc-systemd-system"), ("/usr/local/libexec", "usr-local-libexec"),
                    ("/run", "run"), ("/tmp", "tmp"))

@@ -134,11 +134,16 @@ def test_files_written_in_one_host_stay_in_it(rack: Lab) -> None:
         assert ssh_run(client, f"echo '[Service]' > {unit} && cat {unit}")[:2] == (0, "[Service]\n")
         # /etc/default and /var/lib are this machine's, copy-on-write: readable, and written privately
         assert ssh_run(client, "ls /etc/default >/dev/null && touch /etc/default/gpuprov-lab-probe")[0] == 0
+        # all of /etc: what plugins write there (/etc/gpuprov, /etc/sysctl.d) is the host's own
+        assert ssh_run(client, "mkdir -p /etc/gpuprov-lab-probe && touch /etc/sysctl.d/99-gpuprov-lab-probe.conf")[0] \
+            == 0
     with connect(rack, other, rack.known_hosts) as client:
         assert ssh_run(client, f"test -e {unit}")[0] == 1
         assert ssh_run(client, "test -e /etc/default/gpuprov-lab-probe")[0] == 1
+        assert ssh_run(client, "test -e /etc/gpuprov-lab-probe")[0] == 1
     assert not Path(unit).exists()
     assert not Path("/etc/default/gpuprov-lab-probe").exists()
+    assert not Path("/etc/gpuprov-lab-probe").exists() and not Path("/etc/sysctl.d/99-gpuprov-lab-probe.conf").exists()
     assert one.path(unit).read_text() == "[Service]\n"
     assert rack.run("host1", f"cat {unit}").stdout == "[Service]\n"
     assert rack.run("host3", f"test -e {unit}").exit_code == 1
