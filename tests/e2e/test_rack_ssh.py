@@ -16,7 +16,10 @@ import pytest
 
 from gpuprov.testing import Lab, lab_hosts, require_lab
 
-RACK = (lab_hosts(3, preset="dgx-h100", groups=["train"]) + lab_hosts(3, preset="dgx-a100", groups=["infer"])
+# DGX topologies (2 and 8 NUMA nodes, GPUs on their real nodes) with two GPUs each: every path of a full node is
+# taken, at a quarter of the simulated commands
+RACK = (lab_hosts(3, preset="dgx-h100", count=2, groups=["train"])
+        + lab_hosts(3, preset="dgx-a100", count=2, groups=["infer"])
         + lab_hosts(2, gpu="NVIDIA A30", count=2, numa_nodes=2, groups=["small"]))
 
 PLAYBOOK = """\
@@ -27,6 +30,12 @@ PLAYBOOK = """\
     layout: "{{ mig_layout }}"
   numa:
     memory_policy: bind
+- name: MPS shares the training nodes' whole GPUs
+  hosts: train
+  mps:
+    devices: gpus
+    active_thread_percentage: 50
+    compute_mode: exclusive
 """
 
 
@@ -71,15 +80,23 @@ def test_rack_over_ssh_plan_apply_plan_verify_then_change(lab: tuple[Lab, Path])
     assert "Plan: 0 change(s)" in r.stdout
 
     # the hosts hold what was planned, as their own tools tell
-    assert len(rack.host("host5").machine.gpu(7).gpu_instances) == 4
+    assert len(rack.host("host5").machine.gpu(1).gpu_instances) == 4
     assert len(rack.host("host8").machine.gpu(1).gpu_instances) == 4
     assert not rack.host("host2").machine.gpu(0).mig_current
     wrapper = rack.run("host5", "cat /usr/local/bin/gpu0-mig4-run")
     assert wrapper.exit_code == 0 and "numactl" in wrapper.stdout, wrapper.stdout + wrapper.stderr
 
+    daemons = rack.run("host1", "systemctl is-active nvidia-mps@gpu0.service nvidia-mps@gpu1.service")
+    assert daemons.stdout == "active\nactive\n", daemons.stdout + daemons.stderr
+    percentage = rack.run("host1", "echo get_default_active_thread_percentage | "
+                                   "CUDA_MPS_PIPE_DIRECTORY=/run/nvidia-mps/gpu1 nvidia-cuda-mps-control")
+    assert percentage.stdout == "50.0\n", percentage.stdout + percentage.stderr
+    assert [g.compute_mode for g in rack.host("host2").machine.gpus] == ["Exclusive_Process"] * 2
+
     r = gpuprov("verify", "-i", str(inventory), str(site), cwd=where)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS mig: MIG layout as planned" in r.stdout and "FAIL" not in r.stdout
+    assert "PASS mps: MPS daemons run for the selected devices" in r.stdout
 
     # the A30 boxes change layout; nothing else is touched
     (where / "group_vars" / "small" / "mig.yml").write_text("mig_layout: [2g.12gb, 2 x 1g.6gb]\n")
