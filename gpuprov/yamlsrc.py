@@ -35,6 +35,11 @@ class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hi
         self.flatten_mapping(node)
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:  # a list or mapping as a key (YAML's "? [a, b]"): PyYAML's own words for it
+                raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                        "found unhashable key", key_node.start_mark) from None
             if key in data.lines:
                 raise yaml.MarkedYAMLError("while constructing a mapping", node.start_mark,
                                            f"found duplicate key {key!r}", key_node.start_mark)
