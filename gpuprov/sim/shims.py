@@ -32,7 +32,9 @@ def shim_text(name: str, python: str = sys.executable, pythonpath: str | None = 
         f"{MARKER}: runs the {name} stand-in against the host in $GPUPROV_SIM_STATE\n"
         f"PYTHONPATH={shlex.quote(path)}${{PYTHONPATH:+\":$PYTHONPATH\"}}\n"
         "export PYTHONPATH\n"
-        f"exec {shlex.quote(python)} -m gpuprov.sim {shlex.quote(name)} \"$@\"\n"
+        # -S: no site-packages start-up (.pth files), a quarter of each command's cost; the stand-ins need only
+        # the standard library and gpuprov, which PYTHONPATH names
+        f"exec {shlex.quote(python)} -S -m gpuprov.sim {shlex.quote(name)} \"$@\"\n"
     )
 
 
