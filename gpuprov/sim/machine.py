@@ -131,6 +131,42 @@ class Machine:
                 return g
         raise KeyError(index)
 
+    def select_gpus(self, spec: str | None) -> list[Gpu]:
+        """The GPUs nvidia-smi's ``-i`` names, in the order named: an index, a UUID (``GPU-`` may be left out) or a PCI
+        bus id in any of its spellings, or a comma list of them; every GPU without ``-i``. ``KeyError``: an entry
+        names no GPU (nvidia-smi: "No devices were found")."""
+        gpus = sorted(self.gpus, key=lambda g: g.index)
+        if spec is None:
+            return gpus
+        chosen: list[Gpu] = []
+        for entry in (e.strip() for e in spec.split(",")):
+            bus = bus_key(entry)
+            uuid = entry.upper() if entry.upper().startswith("GPU-") else f"GPU-{entry.upper()}"
+            match = next((g for g in gpus if (entry.isdigit() and int(entry) == g.index) or uuid == g.uuid.upper()
+                          or (bus is not None and bus == bus_key(g.bus_id))), None)
+            if match is None:
+                raise KeyError(entry)
+            if match not in chosen:
+                chosen.append(match)
+        return chosen
+
     def allocate_pid(self) -> int:
         self.next_pid += 1
         return self.next_pid
+
+
+def bus_key(text: str) -> str | None:
+    """A PCI bus id in NVML's form (8-digit domain, upper case) from ``DDDDDDDD:BB:DD.F``, ``DDDD:BB:DD.F`` or
+    ``BB:DD.F``; ``None`` when ``text`` is not a bus id."""
+    parts = text.strip().upper().split(":")
+    try:
+        if len(parts) == 2:
+            domain, bus, devfn = 0, parts[0], parts[1]
+        elif len(parts) == 3:
+            domain, bus, devfn = int(parts[0], 16), parts[1], parts[2]
+        else:
+            return None
+        dev, fn = devfn.split(".")
+        return f"{domain:08X}:{int(bus, 16):02X}:{int(dev, 16):02X}.{int(fn, 16)}"
+    except ValueError:
+        return None

@@ -74,37 +74,12 @@ def printed_name(product: str, driver: str) -> str:
     return product
 
 
-def _bus_key(text: str) -> str | None:
-    """A PCI bus id in NVML's form from ``DDDDDDDD:BB:DD.F``, ``DDDD:BB:DD.F`` or ``BB:DD.F``; None if not one."""
-    parts = text.strip().upper().split(":")
-    try:
-        if len(parts) == 2:
-            domain, bus, devfn = 0, parts[0], parts[1]
-        elif len(parts) == 3:
-            domain, bus, devfn = int(parts[0], 16), parts[1], parts[2]
-        else:
-            return None
-        dev, fn = devfn.split(".")
-        return f"{domain:08X}:{int(bus, 16):02X}:{int(dev, 16):02X}.{int(fn, 16)}"
-    except ValueError:
-        return None
-
-
 def select_gpus(machine: Machine, spec: str | None) -> list[Gpu]:
-    """The GPUs ``-i`` names: an index, a PCI bus id or a UUID, or a comma list of them; all GPUs without ``-i``."""
-    gpus = sorted(machine.gpus, key=lambda g: g.index)
-    if spec is None:
-        return gpus
-    chosen: list[Gpu] = []
-    for entry in (e.strip() for e in spec.split(",")):
-        bus = _bus_key(entry)
-        match = next((g for g in gpus if (entry.isdigit() and int(entry) == g.index)
-                      or entry.upper() == g.uuid.upper() or (bus is not None and bus == _bus_key(g.bus_id))), None)
-        if match is None:
-            raise UsageError("No devices were found", 6)
-        if match not in chosen:
-            chosen.append(match)
-    return chosen
+    """The GPUs ``-i`` names (see :meth:`Machine.select_gpus`); none: nvidia-smi's "No devices were found"."""
+    try:
+        return machine.select_gpus(spec)
+    except KeyError:
+        raise UsageError("No devices were found", 6) from None
 
 
 # -- argument parsing --------------------------------------------------------------------------------------------

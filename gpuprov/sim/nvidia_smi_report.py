@@ -286,47 +286,16 @@ def build(machine: Machine, selection: Sequence[int] | None = None, timestamp: f
 # ------------------------------------------------------------------------------------------------ -i selection
 
 
-def _bus_key(text: str) -> str | None:
-    """A PCI bus id in NVML's form (8-digit domain, upper case), from ``DDDDDDDD:BB:DD.F``, ``DDDD:BB:DD.F`` or
-    ``BB:DD.F``; ``None`` when ``text`` is not a bus id."""
-    parts = text.strip().upper().split(":")
-    try:
-        if len(parts) == 2:
-            domain, bus, devfn = 0, parts[0], parts[1]
-        elif len(parts) == 3:
-            domain, bus, devfn = int(parts[0], 16), parts[1], parts[2]
-        else:
-            return None
-        dev, fn = devfn.split(".")
-        return f"{domain:08X}:{int(bus, 16):02X}:{int(dev, 16):02X}.{int(fn, 16)}"
-    except ValueError:
-        return None
-
-
 def select_gpus(machine: Machine, spec: str | None) -> list[int]:
-    """GPU indexes named by ``-i``: an index, a comma list, a PCI bus id or a UUID (each entry any of these).
+    """GPU indexes named by ``-i`` (see :meth:`Machine.select_gpus`).
 
     No GPU matching: ``No devices were found`` (exit 6, NVML_ERROR_NOT_FOUND), as nvidia-smi says for an id
     that names nothing.
     """
-    if spec is None:
-        return sorted(g.index for g in machine.gpus)
-    chosen: list[int] = []
-    for entry in (e.strip() for e in spec.split(",")):
-        match = None
-        for g in machine.gpus:
-            if entry.isdigit() and int(entry) == g.index:
-                match = g
-            elif entry.upper() == g.uuid.upper() or (entry.startswith("GPU-") is False
-                                                      and f"GPU-{entry}".upper() == g.uuid.upper()):
-                match = g
-            elif _bus_key(entry) is not None and _bus_key(entry) == _bus_key(g.bus_id):
-                match = g
-        if match is None:
-            raise ReportError("No devices were found\n", 6)
-        if match.index not in chosen:
-            chosen.append(match.index)
-    return chosen
+    try:
+        return [g.index for g in machine.select_gpus(spec)]
+    except KeyError:
+        raise ReportError("No devices were found\n", 6) from None
 
 
 # ------------------------------------------------------------------------------------------------ dispatch
