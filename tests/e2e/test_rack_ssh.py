@@ -23,21 +23,24 @@ RACK = (lab_hosts(3, preset="dgx-h100", count=2, groups=["train"])
         + lab_hosts(2, gpu="NVIDIA A30", count=2, numa_nodes=2, groups=["small"]))
 
 PLAYBOOK = """\
-- name: the rack
-  hosts: gpu
+- name: partitioned nodes
+  hosts: infer:small
   forks: 8
   mig:
     layout: "{{ mig_layout }}"
   numa:
     memory_policy: bind
-- name: MPS shares the training nodes' whole GPUs
+- name: training nodes share their whole GPUs through MPS, each daemon on its GPU's NUMA node
   hosts: train
+  mig:
+    layout: "{{ mig_layout }}"
+  numa:
+    memory_policy: bind
   mps:
     devices: gpus
     active_thread_percentage: 50
     compute_mode: exclusive
 """
-
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
@@ -92,6 +95,8 @@ def test_rack_over_ssh_plan_apply_plan_verify_then_change(lab: tuple[Lab, Path])
                                    "CUDA_MPS_PIPE_DIRECTORY=/run/nvidia-mps/gpu1 nvidia-cuda-mps-control")
     assert percentage.stdout == "50.0\n", percentage.stdout + percentage.stderr
     assert [g.compute_mode for g in rack.host("host2").machine.gpus] == ["Exclusive_Process"] * 2
+    dropin = rack.run("host1", "cat /etc/systemd/system/nvidia-mps@gpu1.service.d/*.conf")
+    assert dropin.exit_code == 0 and "NUMAPolicy=bind" in dropin.stdout, dropin.stdout + dropin.stderr
 
     r = gpuprov("verify", "-i", str(inventory), str(site), cwd=where)
     assert r.returncode == 0, r.stdout + r.stderr
