@@ -22,3 +22,17 @@ def hello_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True, cwd=build, capture_output=True,
     )
     return target
+
+
+@pytest.fixture
+def steps_rack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two simulated A30 hosts and the steps test plugin alone, run from ``tmp_path``, which holds the inventory
+    (``hosts``); returns that directory for the test's playbook."""
+    from test_bad_input import STEPS_PLUGIN
+
+    monkeypatch.syspath_prepend(str(STEPS_PLUGIN))
+    monkeypatch.setenv("GPUPROV_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hosts").write_text("".join(
+        f"n{i} ansible_connection=sim sim_gpu='NVIDIA A30' sim_state_dir={tmp_path}/n{i}\n" for i in (1, 2)))
+    return tmp_path

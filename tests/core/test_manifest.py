@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_bad_input import STEPS_PLUGIN, run_cli
+from test_bad_input import run_cli
 
 from gpuprov.manifest import backup_path, guard, parse_probe, probe_command, sha256
 from gpuprov.plan import Change, Step
@@ -18,14 +18,9 @@ DIR = "/etc/gpuprov-steps"
 
 
 @pytest.fixture
-def rack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def rack(steps_rack: Path) -> Path:
     """Two simulated hosts and the steps plugin alone; returns the directory holding inventory and playbook."""
-    monkeypatch.syspath_prepend(str(STEPS_PLUGIN))
-    monkeypatch.setenv("GPUPROV_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "hosts").write_text("".join(
-        f"n{i} ansible_connection=sim sim_gpu='NVIDIA A30' sim_state_dir={tmp_path}/n{i}\n" for i in (1, 2)))
-    return tmp_path
+    return steps_rack
 
 
 def play(rack: Path, content: str) -> list[str]:

@@ -6,18 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_bad_input import STEPS_PLUGIN, run_cli
+from test_bad_input import run_cli
 
 from gpuprov.sim.host import SimHost
 
 
 @pytest.fixture
-def rack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.syspath_prepend(str(STEPS_PLUGIN))
-    monkeypatch.setenv("GPUPROV_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "hosts").write_text("".join(
-        f"n{i} ansible_connection=sim sim_gpu='NVIDIA A30' sim_state_dir={tmp_path}/n{i}\n" for i in (1, 2)))
+def rack(steps_rack: Path) -> Path:
+    tmp_path = steps_rack
     (tmp_path / "host_vars").mkdir()
     (tmp_path / "host_vars" / "n2.yml").write_text("first_fail: [a]\n")
     (tmp_path / "site.yml").write_text("""\
