@@ -217,10 +217,16 @@ def _list(host: SimHost, ids: str | None, value: str | None) -> Result:
 # -- -mig, -r, -c, -pm -------------------------------------------------------------------------------------------
 
 
-def _mig_mode(host: SimHost, ids: str | None, value: str | None) -> Result:
+def _on_off(value: str | None) -> bool:
+    """``-mig``/``-pm`` values as nvidia-smi takes them: 0/1 or DISABLED/ENABLED."""
     wanted = {"0": False, "DISABLED": False, "1": True, "ENABLED": True}.get((value or "").upper())
     if wanted is None:
         raise UsageError(f"Invalid combination of input arguments. {_HINT}")
+    return wanted
+
+
+def _mig_mode(host: SimHost, ids: str | None, value: str | None) -> Result:
+    wanted = _on_off(value)
     word = "enable" if wanted else "disable"
     out: list[str] = []
     with host.locked() as machine:
@@ -286,9 +292,7 @@ def _compute_mode(host: SimHost, ids: str | None, value: str | None) -> Result:
 
 
 def _persistence_mode(host: SimHost, ids: str | None, value: str | None) -> Result:
-    wanted = {"0": False, "DISABLED": False, "1": True, "ENABLED": True}.get((value or "").upper())
-    if wanted is None:
-        raise UsageError(f"Invalid combination of input arguments. {_HINT}")
+    wanted = _on_off(value)
     word = "Enabled" if wanted else "Disabled"
     out: list[str] = []
     with host.locked() as machine:
