@@ -35,12 +35,19 @@ class Result:
 
 
 class SimHost:
-    """Handle on one simulated host. Cheap to create; state is read on :meth:`load` and written on :meth:`save`."""
+    """Handle on one simulated host. Cheap to create; state is read on :meth:`load` and written on :meth:`save`.
+
+    :attr:`machine` is the state as the file holds it now: it is read again only when ``machine.json`` changed
+    (another stand-in process, a helper script under the real ``bash``), so the in-process ``sim`` connection,
+    which answers dozens of commands per host, does not parse the same JSON for each one."""
 
     def __init__(self, state_dir: str | Path, root: str | Path | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.root = Path(root) if root is not None else self.state_dir / "root"
+        self._file = str(self.state_dir / "machine.json")
         self._machine: Machine | None = None
+        self._text = ""  # machine.json as last read or written, to leave an unchanged file alone
+        self._stamp: tuple[int, int, int] | None = None  # its (inode, mtime, size) then
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> SimHost:
@@ -53,40 +60,56 @@ class SimHost:
 
     @property
     def exists(self) -> bool:
-        return (self.state_dir / "machine.json").is_file()
+        return os.path.isfile(self._file)
 
     @property
     def machine(self) -> Machine:
-        if self._machine is None:
+        """The machine for reading; changes go through :meth:`locked`."""
+        if self._machine is None or self._stamp != _stamp(os.stat(self._file)):
             self.load()
         assert self._machine is not None
         return self._machine
 
     def load(self) -> Machine:
-        with open(self.state_dir / "machine.json", encoding="utf-8") as f:
-            self._machine = Machine.from_json(json.load(f))
+        with open(self._file, encoding="utf-8") as f:
+            self._text = f.read()
+            self._stamp = _stamp(os.fstat(f.fileno()))
+        self._machine = Machine.from_json(json.loads(self._text))
         return self._machine
 
     def save(self, machine: Machine | None = None) -> None:
         if machine is not None:
             self._machine = machine
         assert self._machine is not None
+        self._write(json.dumps(self._machine.to_json(), sort_keys=True))
+
+    def _write(self, text: str) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_dir / "machine.json.tmp"
+        tmp = f"{self._file}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self._machine.to_json(), f, indent=1, sort_keys=True)
-        os.replace(tmp, self.state_dir / "machine.json")
+            f.write(text)
+            stamp = _stamp(os.fstat(f.fileno()))
+        os.replace(tmp, self._file)
+        self._text, self._stamp = text, stamp
 
     @contextmanager
     def locked(self) -> Iterator[Machine]:
-        """Load, hand out and save the machine under an exclusive lock (stand-ins may run concurrently)."""
+        """Load, hand out and save the machine under an exclusive lock (stand-ins may run concurrently).
+
+        The file is rewritten only when the machine changed: most commands that take the lock only look."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.state_dir / "lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                machine = self.load()
-                yield machine
-                self.save(machine)
+                try:
+                    machine = self.load()
+                    yield machine
+                except BaseException:
+                    self._machine = self._stamp = None  # the caller may have changed it half-way
+                    raise
+                text = json.dumps(machine.to_json(), sort_keys=True)
+                if text != self._text:
+                    self._write(text)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -97,3 +120,7 @@ class SimHost:
         if str(self.root) == "/":
             return Path(host_path)
         return self.root / host_path.lstrip("/")
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_mtime_ns, st.st_size)

@@ -16,12 +16,13 @@ re-read as template.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
+    # A tuple, not a dataclass: a DGX's ``-q -x`` is 3,000 nodes, made for every report.
     depth: int
     key: str
     value: str | None  # None: a section (or, with text=True, a bare text line in ``key``)
@@ -31,42 +32,67 @@ class Node:
 Blocks = Mapping[str, Callable[[], list[Node]]]
 
 
+class _Entry(NamedTuple):
+    level: int
+    flag: str | None  # the [flag] guarding the line (and its children)
+    negated: bool  # [!flag]
+    kind: str  # "leaf", "section", "text", "block"
+    key: str
+    value: str | None
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(template: str) -> tuple[_Entry, ...]:
+    """The template's lines, split once: the templates are constants, the values change per report."""
+    entries = []
+    for raw in template.splitlines():
+        if not raw.strip():
+            continue
+        line = raw.lstrip(" ")
+        level = (len(raw) - len(line)) // 4
+        flag, negated = None, False
+        if line.startswith("["):
+            cond, line = line[1:].split("]", 1)
+            line = line.lstrip(" ")
+            negated = cond.startswith("!")
+            flag = cond[1:] if negated else cond
+        if line.startswith("@"):
+            entries.append(_Entry(level, flag, negated, "block", line[1:].strip(), None))
+        elif line.startswith('"'):
+            entries.append(_Entry(level, flag, negated, "text", line[1:], None))
+        elif ": " in line or line.endswith(":"):
+            key, value = line.split(":", 1)
+            entries.append(_Entry(level, flag, negated, "leaf", key, value[1:] if value else ""))
+        else:
+            entries.append(_Entry(level, flag, negated, "section", line, None))
+    return tuple(entries)
+
+
 def outline(template: str, values: Mapping[str, object], flags: Iterable[str] = (),
             blocks: Blocks | None = None, depth: int = 0) -> list[Node]:
     """The nodes of ``template`` with ``values`` filled in, lines of unset flags dropped (with their children)."""
     flagset = set(flags)
     nodes: list[Node] = []
     skip_below: int | None = None
-    for raw in template.splitlines():
-        if not raw.strip():
-            continue
-        stripped = raw.lstrip(" ")
-        level = (len(raw) - len(stripped)) // 4
+    for e in _compile(template):
+        level = e.level
         if skip_below is not None:
             if level > skip_below:
                 continue
             skip_below = None
-        line = stripped
-        if line.startswith("["):
-            cond, line = line[1:].split("]", 1)
-            line = line.lstrip(" ")
-            wanted = cond[1:] not in flagset if cond.startswith("!") else cond in flagset
-            if not wanted:
-                skip_below = level
-                continue
-        if line.startswith("@"):
-            name = line[1:].strip()
-            assert blocks is not None and name in blocks, f"outline block @{name} has no function"
-            nodes.extend(Node(n.depth + depth + level, n.key, n.value, n.text) for n in blocks[name]())
+        if e.flag is not None and (e.flag in flagset) == e.negated:
+            skip_below = level
             continue
-        if line.startswith('"'):
-            nodes.append(Node(depth + level, _fill(line[1:], values), None, text=True))
-            continue
-        if ": " in line or line.endswith(":"):
-            key, value = line.split(":", 1)
-            nodes.append(Node(depth + level, _fill(key, values), _fill(value[1:] if value else "", values)))
+        if e.kind == "leaf":
+            assert e.value is not None
+            nodes.append(Node(depth + level, _fill(e.key, values), _fill(e.value, values)))
+        elif e.kind == "section":
+            nodes.append(Node(depth + level, _fill(e.key, values), None))
+        elif e.kind == "text":
+            nodes.append(Node(depth + level, _fill(e.key, values), None, True))
         else:
-            nodes.append(Node(depth + level, _fill(line, values), None))
+            assert blocks is not None and e.key in blocks, f"outline block @{e.key} has no function"
+            nodes.extend(Node(n.depth + depth + level, n.key, n.value, n.text) for n in blocks[e.key]())
     return nodes
 
 

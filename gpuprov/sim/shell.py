@@ -50,6 +50,7 @@ from __future__ import annotations
 import base64
 import errno
 import fnmatch
+import functools
 import glob as globmod
 import hashlib
 import importlib
@@ -848,6 +849,24 @@ class _Parser:
         return Simple(line, assigns, words, redirs)
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(src: str) -> tuple[tuple[Any, ...], ParseError | None]:
+    """The commands of ``src`` in order, and the syntax error that ends them (if any).
+
+    Parsing depends on the text alone and the nodes are never changed by running them, so a script is parsed
+    once however often it runs: the detect probes are the same text on every host of a rack."""
+    parser = _Parser(src)
+    nodes: list[Any] = []
+    while True:
+        try:
+            node = parser.next_command()
+        except ParseError as exc:
+            return tuple(nodes), exc
+        if node is None:
+            return tuple(nodes), None
+        nodes.append(node)
+
+
 # --- the host's files
 
 
@@ -861,32 +880,38 @@ class HostFS:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.identity = str(root) == "/"
+        self._root = str(root).rstrip("/")
 
     def local(self, path: str, *, follow: bool = True) -> Path:
         """This machine's path for the host's absolute ``path``; ``follow`` decides for the last component."""
         if self.identity:
             return Path(path)
-        todo = [p for p in path.split("/") if p and p != "."]
+        # Plain strings, not pathlib: this runs for every file a command touches, one lstat per component.
+        root = self._root
+        todo = [p for p in reversed(path.split("/")) if p and p != "."]
         done: list[str] = []
+        here = root
         hops = 0
         while todo:
-            comp = todo.pop(0)
+            comp = todo.pop()
             if comp == "..":
                 if done:
                     done.pop()
+                    here = root + "".join("/" + d for d in done)
                 continue
-            candidate = self.root.joinpath(*done, comp)
+            candidate = f"{here}/{comp}"
             if (todo or follow) and os.path.islink(candidate):
                 hops += 1
                 if hops > 40:
                     raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
                 target = os.readlink(candidate)
                 if target.startswith("/"):
-                    done = []
-                todo = [p for p in target.split("/") if p and p != "."] + todo
+                    done, here = [], root
+                todo.extend(p for p in reversed(target.split("/")) if p and p != ".")
                 continue
             done.append(comp)
-        return self.root.joinpath(*done)
+            here = candidate
+        return Path(here)
 
     def host_path(self, local: Path | str) -> str:
         """The host path of a path inside the root (inverse of :meth:`local` for resolved paths)."""
@@ -1089,16 +1114,13 @@ class _Shell:
     # -- running source
 
     def run_source(self, src: str, io: _IO) -> int:
-        parser = _Parser(src)
-        while True:
-            try:
-                node = parser.next_command()
-            except ParseError as exc:
-                io.err.write(exc.render())
-                raise _Exit(2) from None
-            if node is None:
-                return self.frame.status
+        nodes, error = _parsed(src)
+        for node in nodes:
             self.run_errexit(node, io)
+        if error is not None:  # reached only after the commands before it ran, as in bash
+            io.err.write(error.render())
+            raise _Exit(2)
+        return self.frame.status
 
     def run_errexit(self, node: Any, io: _IO) -> int:
         status = self.execute(node, io)

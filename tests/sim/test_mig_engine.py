@@ -255,6 +255,39 @@ def test_gpu_without_mig_is_not_supported() -> None:
     assert mig.set_mig_mode(machine, machine.gpus[0], True).outcome == "not-supported"
 
 
+def test_saved_state_round_trips_and_other_writers_are_seen(tmp_path: Path) -> None:
+    """The state file is the simulator's one model; its faster JSON must say what ``asdict`` says, and a handle
+    that keeps the machine between commands must still see what another process wrote."""
+    from dataclasses import asdict
+
+    from gpuprov.sim.host import SimHost
+
+    machine, gpu = _enabled("NVIDIA A30")
+    profile = migprofiles.gi_profile("NVIDIA A30", machine.driver_version, "2g.12gb")
+    assert profile is not None
+    gi = mig.create_gpu_instance(machine, gpu, profile)
+    mig.create_compute_instance(machine, gpu, gi, next(c for c in profile.ci_profiles if c.default))
+    machine.processes.append(Process(pid=100, name="train", gpu=0, gi=gi.id, ci=0))
+    machine.services["systemd"] = {"units": {"a.service": {"active": "active", "pids": [1, 2]}}}
+    assert machine.to_json() == asdict(machine)
+
+    host = SimHost(tmp_path / "state")
+    host.save(machine)
+    assert host.machine.gpus[0].gpu_instances[0].compute_instances[0].uuid == gi.compute_instances[0].uuid
+    other = SimHost(tmp_path / "state")  # a stand-in in another process
+    with other.locked() as theirs:
+        theirs.gpus[0].gpu_instances.clear()
+    assert host.machine.gpus[0].gpu_instances == []
+    before = (tmp_path / "state" / "machine.json").stat()
+    with host.locked():
+        pass  # only looked: the file is left as it is
+    assert (tmp_path / "state" / "machine.json").stat().st_ino == before.st_ino
+    with pytest.raises(RuntimeError), host.locked() as half:
+        half.processes.clear()
+        raise RuntimeError("a command failing half-way saves nothing")
+    assert [p.pid for p in host.machine.processes] == [100]
+
+
 # -- the stand-in's command line ---------------------------------------------------------------------------------
 
 
