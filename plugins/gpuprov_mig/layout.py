@@ -44,6 +44,7 @@ one exists — unlike creating instances and letting the driver place them, wher
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -113,6 +114,17 @@ def parse_layout(spec: Any, product: ProductProfiles) -> Layout:
     ``spec`` is a named layout, a comma-separated string, a profile ID, or a list of items (strings, IDs or
     mappings); see the module docstring.
     """
+    if isinstance(spec, str):  # the common case, the same text for every GPU of a rack: worked out once
+        return _parse_text_layout(spec, product)
+    return _parse_layout(spec, product)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_text_layout(spec: str, product: ProductProfiles) -> Layout:
+    return _parse_layout(spec, product)
+
+
+def _parse_layout(spec: Any, product: ProductProfiles) -> Layout:
     if isinstance(spec, str) and spec.strip().lower().startswith("all-"):
         return named_layout(spec, product)
     if isinstance(spec, str):
@@ -590,6 +602,18 @@ def _slot_masks(product: ProductProfiles) -> list[list[int]]:
 
 
 def plan_placements(product: ProductProfiles, wanted: Layout, existing: Sequence[Placed]) -> PlacementPlan:
+    """Where each wanted instance goes, which existing instances stay, and which go (see :func:`_plan_placements`).
+
+    Memoized: the answer depends on these values alone (all immutable), and a rack asks the same question for
+    every GPU of a model; the search is most of a plan's own time."""
+    plan = _plan_placements(product, wanted, tuple(existing))
+    own = {e: e for e in existing}  # the caller's own records, not the equal ones of an earlier call
+    return PlacementPlan(keep=tuple(own[e] for e in plan.keep), destroy=tuple(own[e] for e in plan.destroy),
+                         create=plan.create)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan_placements(product: ProductProfiles, wanted: Layout, existing: tuple[Placed, ...]) -> PlacementPlan:
     """Where each wanted instance goes, which existing instances stay, and which go.
 
     Among all valid assignments the plan keeps the most existing instances (then the most memory slices of them),
