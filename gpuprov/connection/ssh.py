@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
+import math
 import os
+import secrets
+import select
 import shlex
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectionFailed
@@ -32,6 +35,15 @@ if TYPE_CHECKING:
 
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 USER_KNOWN_HOSTS = os.path.expanduser("~/.ssh/known_hosts")
+_CHUNK = 65536
+
+
+class _TimedOut(Exception):
+    """A command ran past its timeout."""
+
+
+class _SudoRefused(Exception):
+    """sudo asked for the become password again, or asked when there was none to give."""
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -79,18 +91,6 @@ def _key_policy(known_hosts: str, accept_new: bool) -> Any:
                 f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
     return Policy()
-
-
-class _Stdin(io.StringIO):
-    """A command's stdin, handed to Invoke in large pieces.
-
-    Invoke reads a stream that is not a terminal one character per call and sleeps 10 ms after each read, so
-    sending the 5 kB detect script took about 50 s and writing a 2 kB unit file 20 s (found with py-spy by
-    bench/run.py). Returning up to 64 kB per read sends either in one go; Invoke still closes the remote stdin at
-    the end of the stream."""
-
-    def read(self, size: int | None = -1) -> str:
-        return super().read(-1 if size is None or size < 0 else max(size, 65536))
 
 
 class SSHConnection(Connection):
@@ -150,62 +150,124 @@ class SSHConnection(Connection):
         return conn
 
     def run(self, command: str, *, stdin: str | None = None, timeout: float | None = None) -> Result:
-        from invoke.exceptions import CommandTimedOut
-
         if self._lost:
             raise ConnectionFailed(self._lost)
         timeout = timeout or self.command_timeout
+        deadline = time.monotonic() + timeout if timeout else None
         try:
-            r = self._run(command, stdin, timeout)
-        except CommandTimedOut:
+            return self._run(command, stdin, deadline)
+        except _TimedOut:
             if self._answers(min(timeout or 5.0, 5.0)):
                 return Result("", f"command timed out after {timeout:g}s", 124)
             self._lost = (f"{self.host_name}: connection lost: the host stopped answering (a command ran past "
                           f"its {timeout:g}s timeout and a check of the connection got no reply)")
             raise ConnectionFailed(self._lost) from None
+        except _SudoRefused:  # never with the password or sudo's output, which may echo what it was sent
+            from ..errors import StepFailed
+
+            raise StepFailed(f"{self.host_name}: sudo refused the become password for user "
+                             f"{self.become_user!r}; check -K / GPUPROV_BECOME_PASSWORD") from None
         except (TimeoutError, OSError, EOFError) as exc:
             self._lost = f"{self.host_name}: connection lost: {_explain(exc)}"
             raise ConnectionFailed(self._lost) from None
         except Exception as exc:
-            from invoke.exceptions import AuthFailure
-
-            if isinstance(exc, AuthFailure):  # its text names the prompt, never the password
-                from ..errors import StepFailed
-
-                raise StepFailed(f"{self.host_name}: sudo refused the become password for user "
-                                       f"{self.become_user!r}; check -K / GPUPROV_BECOME_PASSWORD") from None
             if type(exc).__module__.startswith("paramiko"):
                 self._lost = f"{self.host_name}: connection lost: {_explain(exc)}"
                 raise ConnectionFailed(self._lost) from None
             raise
-        return Result(r.stdout, r.stderr, r.exited)
 
-    def _run(self, command: str, stdin: str | None, timeout: float | None) -> Any:
-        kwargs: dict[str, Any] = {"hide": True, "warn": True, "pty": False, "timeout": timeout,
-                                  "in_stream": _Stdin(stdin) if stdin is not None else False}
+    def _run(self, command: str, stdin: str | None, deadline: float | None) -> Result:
         if not self.become:
-            return self.conn.run(command, **kwargs)
+            return self._exec(command, stdin, deadline)
         # sudo runs its argument as one program, not a shell line: without ``sh -c`` the part after ``&&`` or ``;``
-        # would run unprivileged. The user is quoted too (Fabric puts it in the command line as given).
+        # would run unprivileged. The user is quoted too: it is a name, never code.
         line = f"sh -c {shlex.quote(command)}"
         if stdin is not None and self._become_password:
             # sudo -S reads the password from stdin, where it would race with the command's own input: park that
             # input in a private file as the login user and let the command (as root) read it from there.
-            parked = self.conn.run('umask 077 && t=$(mktemp) && cat > "$t" && echo "$t"', **kwargs)
-            if parked.exited != 0:
+            parked = self._exec('umask 077 && t=$(mktemp) && cat > "$t" && echo "$t"', stdin, deadline)
+            if parked.exit_code != 0:
                 return parked
             tmp = shlex.quote(parked.stdout.strip())
             inner = f"sh -c {shlex.quote(f'{command}; rc=$?; rm -f {tmp}; exit $rc')} < {tmp}"
-            line = f"sh -c {shlex.quote(inner)}"
-            kwargs["in_stream"] = False
-        # Fabric answers sudo's prompt from a watcher and never echoes the password.
-        return self.conn.sudo(line, user=shlex.quote(self.become_user), password=self._become_password or "",
-                              **kwargs)
+            line, stdin = f"sh -c {shlex.quote(inner)}", None
+        # A prompt of our own, so that nothing the command prints can pass for it (or hide it).
+        prompt = f"[gpuprov {secrets.token_hex(8)}] password: "
+        sudo = f"sudo -S -p {shlex.quote(prompt)} -H -u {shlex.quote(self.become_user)} {line}"
+        return self._exec(sudo, stdin, deadline, prompt=prompt)
+
+    def _exec(self, command: str, stdin: str | None, deadline: float | None, *, prompt: str | None = None) -> Result:
+        """Run one command on a channel of its own, without a thread: Invoke's runner (behind Fabric's ``run``)
+        starts three threads per command that each wake every 10 ms, which cost a 32-host apply about 20 s of the
+        control node's CPU (bench/README.md). One wait on the channel instead wakes only when the host sends
+        something.
+
+        ``prompt`` is sudo's password prompt (``-p``): when it appears on stderr the become password is sent,
+        once; a second prompt means it was refused. It is removed from stderr."""
+        transport = self.conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise EOFError("the SSH connection is closed")
+        channel = transport.open_session(timeout=float(self.conn.connect_timeout or 10))
+        try:
+            channel.exec_command(command)
+            return self._collect(channel, stdin, deadline, prompt)
+        finally:
+            channel.close()  # on a timeout too: the host's sshd hangs up on the command
+
+    def _collect(self, channel: paramiko.Channel, stdin: str | None, deadline: float | None,
+                 prompt: str | None) -> Result:
+        out, err = bytearray(), bytearray()
+        pending = memoryview(stdin.encode("utf-8", errors="surrogateescape") if stdin is not None else b"")
+        password = (self._become_password or None) if prompt is not None else None
+        asked = prompt.encode() if prompt is not None else None
+        # With a password, stdin stays open until sudo has read it from there. Otherwise it closes once the input
+        # is sent (at once when there is none, as with ``ssh host cmd </dev/null``), so a command reading it ends.
+        keep_open = password is not None
+        if not pending and not keep_open:
+            channel.shutdown_write()
+        answered = -1  # where the answered prompt ends in stderr
+        poller = select.poll()  # not select.select, whose descriptors stop at 1024: a large rack's do not
+        poller.register(channel, select.POLLIN)
+        while True:
+            if pending:
+                pending = _feed(channel, pending, keep_open)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise _TimedOut
+            wait = remaining
+            if pending:  # sent as the channel's window opens, between reads, so a chatty command cannot deadlock
+                wait = 0.0 if channel.send_ready() else min(wait if wait is not None else 0.05, 0.05)
+            poller.poll(None if wait is None else math.ceil(wait * 1000))
+            if channel.recv_stderr_ready():
+                err += channel.recv_stderr(_CHUNK)
+            if channel.recv_ready():
+                out += channel.recv(_CHUNK)
+            if asked is not None:
+                answered = _answer_sudo(channel, err, asked, password, answered)
+            if channel.closed or (channel.eof_received and not pending):
+                break
+            if channel.eof_received:  # output done but input left: nothing to read any more, wait to send
+                channel.settimeout(remaining)
+                pending = _feed(channel, pending, keep_open, block=True)
+        for recv, buffer in ((channel.recv, out), (channel.recv_stderr, err)):  # what came with the end of file
+            while chunk := recv(_CHUNK):
+                buffer += chunk
+        if asked is not None:
+            if err.count(asked) > (1 if password is not None else 0):  # asked again as the output ended
+                raise _SudoRefused
+            err = err.replace(asked, b"")
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not channel.status_event.wait(remaining):  # the output ended before the command (it closed them)
+            raise _TimedOut
+        code = channel.exit_status
+        if code < 0 and not channel.get_transport().is_active():
+            raise EOFError("the host closed the connection")
+        # No exit status (a signal ended the command, or sshd closed the channel): what ``ssh`` exits with then.
+        return Result(out.decode("utf-8", errors="surrogateescape"), err.decode("utf-8", errors="surrogateescape"),
+                      255 if code < 0 else code)
 
     def _answers(self, timeout: float) -> bool:
         """Whether the host still answers on this connection (after a command timed out: slow, or cut off?)."""
-        import time
-
         # paramiko itself, not Fabric: opening a session on a dead link would wait for ever without a timeout.
         transport = self.conn.client.get_transport()
         if transport is None or not transport.is_active():
@@ -251,6 +313,42 @@ class SSHConnection(Connection):
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _feed(channel: paramiko.Channel, data: memoryview, keep_open: bool, *, block: bool = False) -> memoryview:
+    """Send what the channel's window takes now (all of it if ``block``, within the channel's timeout), then close
+    stdin unless sudo has still to read the password from it. Input the command ended without reading is dropped,
+    as a pipe would."""
+    try:
+        while data and (block or channel.send_ready()):
+            sent = channel.send(bytes(data[:_CHUNK]))
+            if not sent:  # closed meanwhile: the command ended without reading the rest
+                return data[:0]
+            data = data[sent:]
+    except TimeoutError:
+        raise _TimedOut from None
+    except OSError:
+        if not channel.closed:
+            raise
+        return data[:0]
+    if not data and not keep_open:
+        channel.shutdown_write()
+    return data
+
+
+def _answer_sudo(channel: paramiko.Channel, err: bytearray, prompt: bytes, password: str | None,
+                 answered: int) -> int:
+    """Send the password once sudo's prompt is on stderr (``-S`` reads it without a terminal, so it is never
+    echoed) and close stdin. A second prompt means sudo refused it; a prompt without a password, that sudo wants one
+    we do not have. Returns where the answered prompt ends in ``err``."""
+    at = err.find(prompt, max(answered, 0))
+    if at < 0:
+        return answered
+    if password is None or answered >= 0:
+        raise _SudoRefused
+    channel.sendall(f"{password}\n".encode())
+    channel.shutdown_write()
+    return at + len(prompt)
 
 
 def _explain(exc: BaseException) -> str:
