@@ -9,6 +9,8 @@ shell code, and sudo passwords.
 - A sudo password (``GPUPROV_BECOME_PASSWORD`` or the ``-K`` prompt) works for a login user whose sudo asks for
   one, and appears nowhere: not in the output, the ``--json`` events, a saved plan, the retry file or the hosts'
   sshd logs; a wrong one is reported as such.
+- One connection, command by command: binary files and multi-byte text of a few hundred kB come back byte for byte
+  (through sudo too), exit codes and timeouts are those of ``ssh``, and sudo's prompt never reaches stderr.
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_faults import Run, Site
 
+from gpuprov.connection.ssh import SSHConnection
+from gpuprov.errors import StepFailed
+from gpuprov.inventory import load_inventory
 from gpuprov.testing import Lab, lab_hosts, require_lab
 
 
@@ -290,6 +297,57 @@ def test_a_become_user_with_metacharacters_is_a_name_not_code(sudo_site: Site, l
     assert run.code == 1, run
     assert re.search(r"unknown user:? root; touch /tmp/become-owned", run.stdout), run
     assert lab.run("host2", "test -e /tmp/become-owned").exit_code == 1
+
+
+# ------------------------------------------------------------------------------- one connection, command by command
+
+
+def ssh_connection(inventory: Path, host: str, **kwargs: Any) -> SSHConnection:
+    return SSHConnection(load_inventory([inventory]).hosts[host], connect_timeout=5, **kwargs)
+
+
+BINARY = bytes(range(256)) * 800  # 200 kB: every byte value, multi-byte sequences split across SSH packets
+TEXT = "x" + "é€😀" * 30000  # 270 kB of 2-, 3- and 4-byte characters, one byte off the packet boundaries
+
+
+@pytest.mark.lab
+def test_one_connection_keeps_bytes_exit_codes_and_timeouts(lab: Lab) -> None:
+    with ssh_connection(lab.inventory, "host1") as conn:
+        conn.put("/tmp/binary", BINARY)
+        assert conn.get("/tmp/binary") == BINARY
+        r = conn.run("cat", stdin=TEXT)
+        assert (r.stdout, r.stderr, r.exit_code) == (TEXT, "", 0)
+        r = conn.run("echo out; echo err >&2; exit 3")
+        assert (r.stdout, r.stderr, r.exit_code) == ("out\n", "err\n", 3)
+        assert conn.run("cat", timeout=5).exit_code == 0  # no input: stdin is closed, not left open
+        assert conn.run("kill -9 $$").exit_code == 255  # no exit status, as with ssh
+        t0 = time.monotonic()
+        r = conn.run("sleep 30", timeout=1)
+        assert (r.stdout, r.stderr, r.exit_code) == ("", "command timed out after 1s", 124)
+        assert time.monotonic() - t0 < 8
+        assert conn.run("echo still here").stdout == "still here\n"  # slow, not lost: the connection stays
+
+
+@pytest.mark.lab
+def test_become_over_one_connection_answers_sudo_once_and_hides_its_prompt(sudo_site: Site, lab: Lab,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GPUPROV_BECOME_PASSWORD", raising=False)
+    inventory = sudo_site.root / "inv" / "hosts"
+    with ssh_connection(inventory, "host2", become_password=PASSWORD) as conn:
+        r = conn.run("id -un; echo err >&2")
+        assert (r.stdout, r.exit_code) == ("root\n", 0)
+        assert r.stderr.endswith("err\n") and "password" not in r.stderr  # sudo's prompt taken out
+        r = conn.run("cat; id -un", stdin=TEXT)  # the input parked in a file, the password alone on stdin
+        assert (r.stdout, r.exit_code) == (TEXT + "root\n", 0)
+        conn.put("/tmp/binary", BINARY, owner="root")
+        assert conn.get("/tmp/binary") == BINARY
+    for password in (WRONG, None):  # refused, or asked for one there is none of: a failed step, at once
+        with ssh_connection(inventory, "host2", become_password=password) as conn:
+            t0 = time.monotonic()
+            with pytest.raises(StepFailed, match="sudo refused the become password for user 'root'"):
+                conn.run("true", timeout=30)
+            assert time.monotonic() - t0 < 15
+    no_password_anywhere(sudo_site, lab, Run(0, "", ""), PASSWORD, WRONG)
 
 
 @pytest.mark.lab
