@@ -11,7 +11,6 @@ one). The v12 DTD (R525-R555) has no capture here: its documents use the v11 ele
 from __future__ import annotations
 
 import time
-from xml.sax.saxutils import escape, quoteattr
 
 from .nvidia_smi_outline import Node, outline
 from .nvidia_smi_report import GpuReport, Report
@@ -639,6 +638,16 @@ def gpu_nodes(view: Report, g: GpuReport) -> list[Node]:
     return outline(template, values, flags={"pascal"} if legacy_ecc else (), blocks=blocks)
 
 
+def escape(text: str, *, attribute: bool = False) -> str:
+    """XML character data (``&``, ``<``, ``>``; and ``"`` in an attribute value, which is written in ``"``).
+
+    Not xml.sax.saxutils: importing it imports urllib.request, http.client and ssl, a third of each lab
+    ``nvidia-smi -q -x``'s start-up."""
+    if "&" in text or "<" in text or ">" in text:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace('"', "&quot;") if attribute else text
+
+
 def _render(nodes: list[Node], base: int) -> list[str]:
     """Nodes as TAB-indented XML lines; a section without children prints as ``<tag>`` / ``</tag>``."""
     lines: list[str] = []
@@ -671,7 +680,7 @@ def xml_report(view: Report) -> str:
               f"\t<cuda_version>{escape(m.cuda_version)}</cuda_version>",
               f"\t<attached_gpus>{len(view.all_gpus)}</attached_gpus>"]
     for g in view.gpus:
-        lines.append(f"\t<gpu id={quoteattr(g.gpu.bus_id)}>")
+        lines.append(f'\t<gpu id="{escape(g.gpu.bus_id, attribute=True)}">')
         lines += _render(gpu_nodes(view, g), 2)
         lines.append("\t</gpu>")
         lines.append("")
