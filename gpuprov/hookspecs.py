@@ -45,8 +45,10 @@ def gpuprov_settings_schema() -> Schema | None:
 def gpuprov_probe(host: Host, settings: Mapping[str, Any]) -> Mapping[str, str] | None:
     """Shell commands whose output this plugin needs to know the host, by name.
 
-    Called once per host at the start of detect. ``settings`` is the plugin's section for this host (defaults
-    filled in; empty defaults when no play is given, e.g. ``gpuprov facts``). Names are global: prefix them with
+    Called once per host at the start of detect, for the plugins whose facts the run needs: those whose section
+    the play sets and the sections they read (:attr:`gpuprov.schema.Schema.reads`); every plugin for ``gpuprov
+    facts`` and ``export``. ``settings`` is the plugin's section for this host (defaults filled in; defaults alone
+    when the play does not set it). Names are global: prefix them with
     the section (``mig.lgi``). The core runs every plugin's commands in **one** round trip; each command runs in
     its own subshell, with stdin closed. Values that reach the command line must be quoted (``shlex.quote``).
     """
@@ -56,10 +58,11 @@ def gpuprov_probe(host: Host, settings: Mapping[str, Any]) -> Mapping[str, str] 
 def gpuprov_facts(host: Host, outputs: Mapping[str, Result], facts: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """This plugin's facts, parsed from the probe ``outputs`` (``Result`` by probe name).
 
-    Called per host after the probes ran, in plugin order; ``facts`` holds what earlier plugins returned (read it,
-    do not change it). Return a mapping merged into the host's facts, normally ``{section: {...}}``; facts are plain
-    JSON-serialisable data (see :mod:`gpuprov.facts` for the shared shape of GPUs, MIG devices and NUMA nodes).
-    A parse failure should raise ``ValueError`` naming the command and what was unexpected.
+    Called per host after the probes ran, for the plugins probed, in plugin order; ``facts`` holds what earlier
+    plugins returned (read it, do not change it). Return a mapping merged into the host's facts, normally
+    ``{section: {...}}``; facts are plain JSON-serialisable data (see :mod:`gpuprov.facts` for the shared shape of
+    GPUs, MIG devices and NUMA nodes). A parse failure should raise ``ValueError`` naming the command and what was
+    unexpected.
     """
 
 

@@ -152,10 +152,25 @@ class Plugins:
             return {}
         return settings.get(section) or info.schema.defaults()
 
+    def detecting(self, settings: Mapping[str, Mapping[str, Any]]) -> list[PluginInfo]:
+        """The plugins whose facts a run with these sections needs: the sections set, the sections those read
+        (:attr:`Schema.reads`, followed through), and every plugin without a section."""
+        sections = self.schemas
+        wanted: set[str] = set()
+        todo = [s for s in settings if s in sections]
+        while todo:
+            section = todo.pop()
+            if section in wanted:
+                continue
+            wanted.add(section)
+            reads = sections[section].reads
+            todo.extend(sections if reads is None else (r for r in reads if r in sections))
+        return [i for i in self.ordered if i.schema is None or i.schema.section in wanted]
+
     def probe(self, host: Host, settings: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         commands: dict[str, str] = {}
         owner: dict[str, str] = {}
-        for info in self.ordered:
+        for info in self.detecting(settings):
             result = self._call_one(info.name, "gpuprov_probe", host=host,
                                     settings=self._settings_for(info.name, settings))
             for probe, command in (result or {}).items():
@@ -165,9 +180,10 @@ class Plugins:
                 commands[probe], owner[probe] = command, info.name
         return commands
 
-    def facts(self, host: Host, outputs: Mapping[str, Result]) -> dict[str, Any]:
+    def facts(self, host: Host, outputs: Mapping[str, Result],
+              settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         facts: dict[str, Any] = {}
-        for info in self.ordered:
+        for info in self.detecting(settings):
             part = self._call_one(info.name, "gpuprov_facts", host=host, outputs=outputs, facts=facts)
             if part:
                 facts.update(part)

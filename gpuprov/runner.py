@@ -137,7 +137,7 @@ class Runner:
         with self._lock:
             self.written[host.name] = manifest.Written(where, {p: dict(e) for p, e in written.items()})
         try:
-            facts = self.plugins.facts(host, outputs)
+            facts = self.plugins.facts(host, outputs, settings)
         except ValueError as exc:
             raise GpuprovError(f"{host.name}: cannot read the host's state: {exc}") from None
         facts[manifest.FACTS_KEY] = {"written": written}

@@ -59,6 +59,11 @@ class Schema:
     ``order`` places the plugin in the plan phase (lower first: MIG 10, MPS 20, NUMA 30), so a later plugin sees
     what an earlier one plans. ``check`` validates the whole section after the per-key checks; it returns a list of
     ``(key, message)`` problems (``key`` may be ``None`` for the section itself).
+
+    ``reads`` names the other sections whose facts this plugin's plan uses (MPS reads ``mig``'s MIG devices).
+    Detect runs the probes of the sections a play sets and of the sections they read, nothing else: a MIG play
+    does not wait for NUMA's sysfs walk. ``None`` (the default, safe for a plugin that does not say) reads every
+    section's facts.
     """
 
     section: str
@@ -66,6 +71,7 @@ class Schema:
     order: int = 50
     doc: str = ""
     check: Callable[[Mapping[str, Any]], list[tuple[str | None, str]]] | None = None
+    reads: tuple[str, ...] | None = None
 
     def defaults(self) -> dict[str, Any]:
         return {k: s.default for k, s in self.settings.items()}

@@ -77,6 +77,7 @@ SCHEMA = Schema(
         "boot_unit": Setting(bool, True, doc="install gpuprov-mig.service, which re-creates the layout at boot"),
     },
     order=10,
+    reads=(),  # its own probes say all it needs
     doc="MIG partitioning of the host's GPUs",
     check=_check,
 )

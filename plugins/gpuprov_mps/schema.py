@@ -73,6 +73,7 @@ SCHEMA = Schema(
                                 doc="seconds a daemon gets to quit before systemd stops it by force"),
     },
     order=20,
+    reads=("mig",),  # MIG devices, and the processes on them
     doc="NVIDIA MPS daemons per GPU or MIG device, as systemd units",
     check=_check,
 )

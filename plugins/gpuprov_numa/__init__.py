@@ -80,6 +80,7 @@ SCHEMA = Schema(
                                   doc="kernel.numa_balancing now and at boot (a sysctl.d file); unchanged leaves it"),
     },
     order=30,
+    reads=("mig", "mps"),  # MIG devices get wrappers, MPS daemons drop-ins
     doc="NUMA placement of GPU work: numactl wrappers, MPS unit drop-ins, NUMA balancing",
     check=_check,
 )

@@ -112,3 +112,36 @@ def test_serial_batches_and_max_fail_percentage(tmp_path: Path, serial: list, ma
     p.serial, p.max_fail_percentage = serial, max_fail
     outcomes = runner.run_play(p, inventory.select("rack"), apply=True)
     assert sorted(outcomes) == worked
+
+
+def test_detect_runs_the_probes_the_play_needs(tmp_path: Path) -> None:
+    """A play's sections and the sections they read (Schema.reads) are detected, nothing else; a plugin that does
+    not say what it reads gets every section detected. Plans do not change for it."""
+    inv_file = tmp_path / "hosts"
+    inv_file.write_text(f"sim1 ansible_connection=sim sim_preset=dgx-a100 sim_state_dir={tmp_path / 's'}\n")
+    inventory = load_inventory([inv_file])
+    plugins = Plugins.load()
+    host = inventory.hosts["sim1"]
+
+    def sections(settings: dict) -> set[str]:
+        return {name.split(".")[0] for name in plugins.probe(host, settings)}
+
+    assert sections({"mig": {}}) == {"mig"}
+    assert sections({"mps": {}}) == {"mig", "mps"}
+    assert sections({"numa": {}}) == {"mig", "mps", "numa"}
+    runner = Runner(inventory, plugins, Reporter(), RunOptions())
+    mig = {"mig": {**plugins.schemas["mig"].defaults(), "layout": "all-balanced"}}
+    everything = {s: sch.defaults() for s, sch in plugins.schemas.items()} | mig
+    few, full = runner.detect(host, mig), runner.detect(host, everything)
+    assert set(few) < set(full) and "numa" in full and "numa" not in few
+    assert few["mig"] == full["mig"]
+    assert runner.plan_host(host, few, mig).changes == runner.plan_host(host, full, mig).changes
+
+    class Reader:  # a third-party plugin reading others' facts without saying so
+        @hookimpl
+        def gpuprov_settings_schema(self) -> Schema:
+            return Schema("reader", {})
+
+    plugins.register("reader", Reader())
+    plugins._load_schemas()
+    assert sections({"reader": {}}) == {"mig", "mps", "numa"}
