@@ -100,6 +100,9 @@ def parse_batch(output: str, marker: str, names: list[str]) -> dict[str, Result]
     return results
 
 
+IN_PROCESS = frozenset({"sim"})  # transports whose hosts do their work in this process, under its one GIL
+
+
 def open_connection(host: Host, options: Mapping[str, Any] | None = None) -> Connection:
     """Open the connection a host's ``ansible_connection`` asks for (``ssh`` by default)."""
     kind = host.connection
