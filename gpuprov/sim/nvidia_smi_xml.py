@@ -10,6 +10,8 @@ one). The v12 DTD (R525-R555) has no capture here: its documents use the v11 ele
 
 from __future__ import annotations
 
+import functools
+
 import time
 
 from .nvidia_smi_outline import Node, outline
@@ -592,12 +594,16 @@ def _process_nodes(g: GpuReport) -> list[Node]:
 
 def _supported_clocks(g: GpuReport) -> list[Node]:
     """One memory clock with the graphics clocks from the maximum down in 15 MHz steps (the A100's table)."""
-    b = g.board
-    nodes = [Node(0, "supported_clocks", None), Node(1, "supported_mem_clock", None),
-             Node(2, "value", f"{b.max_memory} MHz")]
-    low = max(b.max_graphics // 7, 210)
-    nodes += [Node(2, "supported_graphics_clock", f"{mhz} MHz") for mhz in range(b.max_graphics, low - 1, -15)]
-    return nodes
+    return list(_clock_table(g.board.max_memory, g.board.max_graphics))
+
+
+@functools.lru_cache(maxsize=32)
+def _clock_table(max_memory: int, max_graphics: int) -> tuple[Node, ...]:
+    # the same 160 rows for every GPU of a model: made once (nodes are immutable)
+    low = max(max_graphics // 7, 210)
+    return (Node(0, "supported_clocks", None), Node(1, "supported_mem_clock", None),
+            Node(2, "value", f"{max_memory} MHz"),
+            *(Node(2, "supported_graphics_clock", f"{mhz} MHz") for mhz in range(max_graphics, low - 1, -15)))
 
 
 def gpu_nodes(view: Report, g: GpuReport) -> list[Node]:
@@ -651,23 +657,27 @@ def escape(text: str, *, attribute: bool = False) -> str:
 def _render(nodes: list[Node], base: int) -> list[str]:
     """Nodes as TAB-indented XML lines; a section without children prints as ``<tag>`` / ``</tag>``."""
     lines: list[str] = []
+    append = lines.append
     stack: list[tuple[int, str]] = []
-    for node in nodes:
-        while stack and stack[-1][0] >= node.depth:
-            depth, tag = stack.pop()
-            lines.append("\t" * (base + depth) + f"</{tag}>")
-        pad = "\t" * (base + node.depth)
-        if node.text:
-            lines.append(pad + escape(node.key))
-        elif node.value is not None:
-            lines.append(f"{pad}<{node.key}>{escape(node.value)}</{node.key}>")
+    pads = _PADS[base:]
+    for depth, key, value, text in nodes:
+        while stack and stack[-1][0] >= depth:
+            closed, tag = stack.pop()
+            append(f"{pads[closed]}</{tag}>")
+        if text:
+            append(pads[depth] + escape(key))
+        elif value is not None:
+            append(f"{pads[depth]}<{key}>{escape(value)}</{key}>")
         else:
-            lines.append(f"{pad}<{node.key}>")
-            stack.append((node.depth, node.key))
+            append(f"{pads[depth]}<{key}>")
+            stack.append((depth, key))
     while stack:
-        depth, tag = stack.pop()
-        lines.append("\t" * (base + depth) + f"</{tag}>")
+        closed, tag = stack.pop()
+        append(f"{pads[closed]}</{tag}>")
     return lines
+
+
+_PADS = tuple("\t" * n for n in range(16))
 
 
 def xml_report(view: Report) -> str:

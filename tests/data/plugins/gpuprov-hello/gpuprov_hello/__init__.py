@@ -22,7 +22,7 @@ def gpuprov_settings_schema():
     return Schema("hello", {
         "greeting": Setting(str, "hello", doc="the first word of the file"),
         "path": Setting(str, "/etc/gpuprov-hello", doc="where the file lives"),
-    }, order=90)
+    }, order=90, reads=())  # its facts are its own: a play with only `hello:` probes nothing else
 
 
 @hookimpl
