@@ -17,7 +17,7 @@ re-read as template.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 
@@ -68,11 +68,9 @@ def _compile(template: str) -> tuple[_Entry, ...]:
     return tuple(entries)
 
 
-def outline(template: str, values: Mapping[str, object], flags: Iterable[str] = (),
-            blocks: Blocks | None = None, depth: int = 0) -> list[Node]:
-    """The nodes of ``template`` with ``values`` filled in, lines of unset flags dropped (with their children)."""
+def entries(template: str, flags: Iterable[str] = ()) -> Iterator[tuple[_Entry, int]]:
+    """The template's entries with their level, lines of unset flags dropped (with their children)."""
     flagset = set(flags)
-    nodes: list[Node] = []
     skip_below: int | None = None
     for e in _compile(template):
         level = e.level
@@ -83,6 +81,14 @@ def outline(template: str, values: Mapping[str, object], flags: Iterable[str] = 
         if e.flag is not None and (e.flag in flagset) == e.negated:
             skip_below = level
             continue
+        yield e, level
+
+
+def outline(template: str, values: Mapping[str, object], flags: Iterable[str] = (),
+            blocks: Blocks | None = None, depth: int = 0) -> list[Node]:
+    """The nodes of ``template`` with ``values`` filled in, lines of unset flags dropped (with their children)."""
+    nodes: list[Node] = []
+    for e, level in entries(template, flags):
         if e.kind == "leaf":
             assert e.value is not None
             nodes.append(Node(depth + level, _fill(e.key, values), _fill(e.value, values)))

@@ -512,3 +512,20 @@ def test_table_pending_mig_mode_and_long_names(tmp_path: Path) -> None:
     assert "|   0  NVIDIA A100 80G...  On   |" in lines[8] and lines[8].endswith("|                   On |")
     assert lines[9].endswith("|     N/A      Default |") and lines[10].endswith("|            Disabled* |")
     assert lines[14].endswith("|             Enabled* |")
+
+
+@pytest.mark.parametrize("machine", [
+    pytest.param(_dgx_a100_with_mig, id="dgx-a100-mig-processes"),
+    pytest.param(lambda: new_machine(preset="dgx-h100"), id="dgx-h100"),
+    pytest.param(lambda: new_machine(gpu="Tesla P100-PCIE-16GB", count=2, driver="510.47.03"), id="p100-510"),
+    pytest.param(lambda: new_machine(gpu="NVIDIA A30", count=1, driver="535.183.01"), id="a30-535"),
+])
+def test_compiled_xml_prints_what_the_outline_prints(machine: Any) -> None:
+    """The stand-in prints -q -x through templates compiled to format strings; the node-by-node outline it
+    replaced (still what -q -x means, and what the golden tests were written against) must print the same."""
+    from gpuprov.sim.nvidia_smi_report import build
+    from gpuprov.sim.nvidia_smi_xml import _render, gpu_lines, gpu_nodes
+
+    view = build(machine())
+    for g in view.gpus:
+        assert "\n".join(gpu_lines(view, g, 2)) == "\n".join(_render(gpu_nodes(view, g), 2))
