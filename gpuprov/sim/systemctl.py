@@ -240,8 +240,21 @@ class UnitFiles:
     def __init__(self, host: SimHost) -> None:
         self.host = host
         self.fs = HostFS(host.root)
+        # Set by the verbs that only look (show, is-active, status...): their unit directories cannot change while
+        # they run, so each is listed once instead of resolving every (directory, unit) path.
+        self.settled = False
+        self._listings: dict[str, frozenset[str] | None] = {}
 
     def _lexists(self, path: str) -> bool:
+        if self.settled:
+            directory, _, name = path.rpartition("/")
+            if directory not in self._listings:
+                try:
+                    self._listings[directory] = frozenset(os.listdir(self.fs.local(directory)))
+                except OSError:
+                    self._listings[directory] = None
+            names = self._listings[directory]
+            return names is not None and name in names
         try:
             return os.path.lexists(self.fs.local(path, follow=False))
         except OSError:
@@ -1910,6 +1923,8 @@ def systemctl(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str]
     mgr.quiet = "-q" in opts or "--quiet" in opts
     queries = _Queries(mgr)
     verb = args[0] if args else "list-units"
+    mgr.files.settled = verb in ("show", "is-active", "is-failed", "is-enabled", "status", "cat", "list-units",
+                                 "list-unit-files")
     names = [normalize(a) for a in args[1:]]
     now = "--now" in opts
     reload = "--no-reload" not in opts
