@@ -216,32 +216,47 @@ def _flag(text: str | None) -> bool | None:
     return None  # "N/A": not a MIG-capable GPU
 
 
-# Sections of each <gpu> that detect never reads, the bulk of the document (supported_clocks alone is a third of
-# an A100's and nine tenths of a Blackwell's). None of them holds an element of the same name.
-_UNREAD = ("supported_clocks", "ecc_errors", "clocks_throttle_reasons", "clocks_event_reasons",
-           "clocks_event_reasons_counters", "retired_pages", "remapped_rows", "temperature", "power_readings",
-           "gpu_power_readings", "module_power_readings", "fabric", "platformInfo", "clocks", "max_clocks",
-           "applications_clocks", "default_applications_clocks", "deferred_clocks", "voltage", "utilization",
-           "encoder_stats", "fbc_stats")
+# The children of each <gpu> that detect reads (see _read_query); the rest, nine tenths of the document (clock
+# tables, ECC counters, power and temperature readings), is cut before parsing.
+READ_SECTIONS = frozenset({"product_name", "product_architecture", "uuid", "pci", "gpu_virtualization_mode",
+                           "mig_mode", "fb_memory_usage", "compute_mode", "mig_devices", "processes"})
 
 
 def _skim(text: str) -> str:
-    """``text`` without the :data:`_UNREAD` sections, cut as text before parsing.
+    """``text`` with each ``<gpu>`` holding only its :data:`READ_SECTIONS` children, cut as text before parsing.
 
     ElementTree builds an object per element: a DGX's 160 kB document took 5 ms to parse, most of a sim host's
-    detect. A tag name cannot occur unescaped in XML text content, so ``<name>`` ... ``</name>`` bounds the
-    section exactly; should a cut ever leave broken XML, the caller parses the whole text instead."""
-    for tag in _UNREAD:
-        start, end = f"<{tag}>", f"</{tag}>"
-        if start not in text:
-            continue
-        kept, pos = [], 0
-        while (i := text.find(start, pos)) >= 0 and (j := text.find(end, i)) >= 0:
-            kept.append(text[pos:i])
-            pos = j + len(end)
-        kept.append(text[pos:])
-        text = "".join(kept)
-    return text
+    detect. A tag cannot occur unescaped in XML text content, and no child of ``<gpu>`` holds an element of its
+    own name, so ``<name>`` ... ``</name>`` bounds a child exactly. Anything else (a comment, a document cut
+    short) leaves ``text`` as it is; should a cut ever leave broken XML, the caller parses the whole text."""
+    kept: list[str] = []
+    pos = 0
+    while (gpu := text.find("<gpu ", pos)) >= 0:
+        at = text.find(">", gpu) + 1
+        if at == 0:
+            return text
+        kept.append(text[pos:at])
+        while True:
+            lt = text.find("<", at)
+            gt = text.find(">", lt)
+            if lt < 0 or gt < 0 or text.startswith("<!", lt) or text.startswith("<?", lt):
+                return text
+            if text.startswith("</", lt):  # </gpu>
+                break
+            name = text[lt + 1:gt].split(None, 1)[0].rstrip("/")
+            if text[gt - 1] == "/":
+                end = gt + 1
+            else:
+                close = text.find(f"</{name}>", gt)
+                if close < 0:
+                    return text
+                end = close + len(name) + 3
+            if name in READ_SECTIONS:
+                kept.append(text[lt:end])
+            at = end
+        pos = lt
+    kept.append(text[pos:])
+    return "".join(kept)
 
 
 def parse_query_xml(text: str) -> QueryRecord:
@@ -256,6 +271,10 @@ def parse_query_xml(text: str) -> QueryRecord:
             root = ET.fromstring(text.strip())  # what _skim cut was not what it looked like: read it all
         except ET.ParseError as exc:
             raise ValueError(f"`nvidia-smi -q -x` printed no readable XML ({exc})") from None
+    return _read_query(root)
+
+
+def _read_query(root: ET.Element) -> QueryRecord:
     if root.tag != "nvidia_smi_log":
         raise ValueError(f"`nvidia-smi -q -x` printed <{root.tag}>, expected <nvidia_smi_log>")
     gpus = []

@@ -106,3 +106,31 @@ def test_unexpected_row_names_the_command() -> None:
 def test_broken_xml_names_the_command() -> None:
     with pytest.raises(ValueError, match=r"nvidia-smi -q -x"):
         f.parse_query_xml("<nvidia_smi_log><gpu>")
+
+
+def test_query_xml_reads_the_same_from_the_sections_it_keeps(fixtures_dir: Path, tmp_path: Path) -> None:
+    """``-q -x`` is cut down to READ_SECTIONS before parsing: every capture, and a simulated DGX with MIG devices
+    and processes on them, must give the record the whole document gives (a section read but not kept would
+    show up here as a default value)."""
+    import xml.etree.ElementTree as ET
+
+    from gpuprov.sim.host import SimHost
+    from gpuprov.sim.machine import Process
+    from gpuprov.sim.presets import new_machine
+    from gpuprov.sim.shell import run_line
+
+    texts = [p.read_text() for p in sorted((fixtures_dir / "nvidia-smi-xml/xml").glob("*.xml"))]
+    host = SimHost(tmp_path / "dgx")
+    host.save(new_machine(preset="dgx-a100"))
+    for line in ("nvidia-smi -i 0 -mig 1", "nvidia-smi -i 0 --gpu-reset", "nvidia-smi mig -i 0 -cgi 9,19,19 -C"):
+        assert run_line(host, line).exit_code == 0, line
+    with host.locked() as machine:
+        gi = machine.gpus[0].gpu_instances[0]
+        machine.processes.append(Process(pid=4242, name="python train.py", gpu=0, gi=gi.id, ci=0, used_memory_mib=900))
+    texts.append(run_line(host, "nvidia-smi -q -x").stdout)
+    for text in texts:
+        skimmed = f._skim(text.strip())
+        assert len(skimmed) < len(text) / 2
+        assert f.parse_query_xml(text) == f._read_query(ET.fromstring(text.strip()))
+    sim = f.parse_query_xml(texts[-1]).gpus[0]
+    assert sim.mig_device_ids and [p.pid for p in sim.processes] == [4242]  # through the cut
