@@ -96,13 +96,14 @@ class SimHost:
     def locked(self) -> Iterator[Machine]:
         """Load, hand out and save the machine under an exclusive lock (stand-ins may run concurrently).
 
-        The file is rewritten only when the machine changed: most commands that take the lock only look."""
+        The file is rewritten only when the machine changed: most commands that take the lock only look. A caller
+        that fails half-way leaves the file as it was, and the handle forgets what it had changed."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.state_dir / "lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 try:
-                    machine = self.load()
+                    machine = self.machine  # read again only if another writer changed the file
                     yield machine
                 except BaseException:
                     self._machine = self._stamp = None  # the caller may have changed it half-way

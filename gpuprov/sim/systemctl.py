@@ -1912,7 +1912,7 @@ def _split_values(values: list[str]) -> list[str]:
 def systemctl(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str]) -> Result:
     """The ``systemctl`` stand-in (see the module docstring for what it models)."""
     opts, args = _parse_args(argv)
-    machine = host.load()
+    machine = host.machine
     if "--version" in opts:
         return Result(f"systemd {machine.systemd_version} ({machine.systemd_version})\n{FEATURES}\n")
     if "--user" in opts:
@@ -2022,7 +2022,7 @@ def journalctl(host: SimHost, argv: list[str], stdin: str, env: Mapping[str, str
     """``journalctl -u UNIT [-n N] [-o cat] [--no-pager] [-b] [-q] [-x] [-e]``: the journal lines the
     systemctl stand-in kept for its units (systemd's own messages and what the unit's commands printed)."""
     opts, args = _parse_args(argv)
-    machine = host.load()
+    machine = host.machine
     units = [normalize(u) for u in opts.get("-u", []) + opts.get("--unit", [])]
     for key, values in opts.items():  # -xeu NAME arrives as flags x, e, u followed by the name
         if key == "-u" and not any(values):
