@@ -657,11 +657,16 @@ def gpu_lines(view: Report, g: GpuReport, base: int) -> list[str]:
     lines: list[str] = []
     for piece in _compiled(template, flags, base):
         if isinstance(piece, _Block):
-            lines += _render([Node(n.depth + piece.depth, n.key, n.value, n.text) for n in blocks[piece.name]()],
-                             base)
+            lines += _block_lines(tuple(blocks[piece.name]()), piece.depth, base)
         else:
             lines.append(piece.format_map(escaped))
     return lines
+
+
+@functools.lru_cache(maxsize=256)
+def _block_lines(nodes: tuple[Node, ...], depth: int, base: int) -> tuple[str, ...]:
+    # blocks repeat: the clock table is the same for every GPU of a model, idle GPUs print the same processes
+    return tuple(_render([Node(n.depth + depth, n.key, n.value, n.text) for n in nodes], base))
 
 
 class _Block(NamedTuple):
