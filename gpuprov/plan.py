@@ -250,8 +250,16 @@ def _fold_key(name: str, body: list[str]) -> str:
 
     Substituted over the block joined into one string: neither pattern spans a line break, and two calls per host
     instead of two per line took folding from a third of a 1,000-host plan's time to almost nothing."""
-    pattern = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w-])")
-    return _UUID.sub("<uuid>", pattern.sub("<host>", "\n".join(body)))
+    text = "\n".join(body)
+
+    def host(m: re.Match[str]) -> str:  # the name alone, not inside a longer one (gpu1 in gpu10, a.gpu1)
+        before = text[m.start() - 1] if m.start() else " "
+        return m.group() if before.isalnum() or before in "_.-" else "<host>"
+
+    # The name first, the boundary after: a pattern that starts with a literal is searched for at C speed, one
+    # that starts with a look-behind is tried at every position (half of folding's time).
+    pattern = re.compile(rf"{re.escape(name)}(?![\w-])")
+    return _UUID.sub("<uuid>", pattern.sub(host, text))
 
 
 def render_text(plan: Plan, verbose: bool = True) -> str:
