@@ -125,6 +125,19 @@ class ProductProfiles:
     balanced: tuple[tuple[str, int], ...] = ()  # mig-parted's all-balanced for this product
     placements_verified: bool = False  # the product's own -lgipp was captured (else its family's table is assumed)
 
+    def __hash__(self) -> int:
+        # The planner's caches are keyed by the product; hashing its profile tables anew for every GPU of a rack
+        # was a twentieth of planning. Immutable, so the hash is kept.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.product, self.memory_slices, self.profiles, self.pci_device_ids, self.balanced,
+                           self.placements_verified))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}  # str hashes differ between processes
+
     def by_name(self, name: str) -> GiProfile | None:
         """The profile called ``name`` (case-insensitive; ``MIG 3g.20gb`` as nvidia-smi prints it works too)."""
         want = name.strip().lower()
@@ -190,6 +203,7 @@ def _memory(entry: Mapping[str, Any], driver: str | None) -> int:
     return int(older[-1] if older else known[0][1])
 
 
+@cache
 def _lookup(product: str) -> tuple[str, str] | None:
     """(matched spelling, catalogue key) for a product name; tolerant of case and of a missing "NVIDIA " prefix."""
     products_ = _data()["products"]
