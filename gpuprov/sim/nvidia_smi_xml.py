@@ -653,7 +653,9 @@ def gpu_nodes(view: Report, g: GpuReport) -> list[Node]:
 def gpu_lines(view: Report, g: GpuReport, base: int) -> list[str]:
     """One GPU's section as XML lines, through the template compiled once per generation (see :func:`_compiled`)."""
     template, values, flags, blocks = _gpu_outline(view, g)
-    escaped = {k: escape(v) if isinstance(v, str) else v for k, v in values.items()}
+    texts = "".join(v for v in values.values() if isinstance(v, str))
+    escaped = values if not ("&" in texts or "<" in texts or ">" in texts) else \
+        {k: escape(v) if isinstance(v, str) else v for k, v in values.items()}
     lines: list[str] = []
     for piece in _compiled(template, flags, base):
         if isinstance(piece, _Block):
