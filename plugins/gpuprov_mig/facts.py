@@ -230,24 +230,29 @@ def _skim(text: str) -> str:
     own name, so ``<name>`` ... ``</name>`` bounds a child exactly. Anything else (a comment, a document cut
     short) leaves ``text`` as it is; should a cut ever leave broken XML, the caller parses the whole text."""
     kept: list[str] = []
+    find = text.find
     pos = 0
-    while (gpu := text.find("<gpu ", pos)) >= 0:
-        at = text.find(">", gpu) + 1
+    while (gpu := find("<gpu ", pos)) >= 0:
+        at = find(">", gpu) + 1
         if at == 0:
             return text
         kept.append(text[pos:at])
         while True:
-            lt = text.find("<", at)
-            gt = text.find(">", lt)
-            if lt < 0 or gt < 0 or text.startswith("<!", lt) or text.startswith("<?", lt):
+            lt = find("<", at)
+            gt = find(">", lt)
+            if lt < 0 or gt < 0:
                 return text
-            if text.startswith("</", lt):  # </gpu>
+            head = text[lt + 1:gt]
+            if head[:1] in ("!", "?", ""):  # a comment or declaration: not what nvidia-smi prints
+                return text
+            if head[0] == "/":  # </gpu>
                 break
-            name = text[lt + 1:gt].split(None, 1)[0].rstrip("/")
-            if text[gt - 1] == "/":
+            if head[-1] == "/":
                 end = gt + 1
+                name = head[:-1].split(None, 1)[0]
             else:
-                close = text.find(f"</{name}>", gt)
+                name = head.split(None, 1)[0] if " " in head or "\n" in head or "\t" in head else head
+                close = find(f"</{name}>", gt)
                 if close < 0:
                     return text
                 end = close + len(name) + 3
