@@ -645,7 +645,8 @@ def _gpu_outline(view: Report, g: GpuReport) -> tuple[str, dict[str, object], fr
 
 
 def gpu_nodes(view: Report, g: GpuReport) -> list[Node]:
-    """One GPU's section as outline nodes (what :func:`gpu_lines` prints, for readers that want the tree)."""
+    """One GPU's section read node by node, the outline's plain meaning: the oracle the compiled form
+    (:func:`gpu_lines`) is tested against."""
     template, values, flags, blocks = _gpu_outline(view, g)
     return outline(template, values, flags=flags, blocks=blocks)
 
