@@ -81,7 +81,7 @@ class SimHost:
         if machine is not None:
             self._machine = machine
         assert self._machine is not None
-        self._write(json.dumps(self._machine.to_json(), sort_keys=True))
+        self._write(_dump(self._machine))
 
     def _write(self, text: str) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ class SimHost:
                 except BaseException:
                     self._machine = self._stamp = None  # the caller may have changed it half-way
                     raise
-                text = json.dumps(machine.to_json(), sort_keys=True)
+                text = _dump(machine)
                 if text != self._text:
                     self._write(text)
             finally:
@@ -121,6 +121,11 @@ class SimHost:
         if str(self.root) == "/":
             return Path(host_path)
         return self.root / host_path.lstrip("/")
+
+
+def _dump(machine: Machine) -> str:
+    """The state file's text: one spelling, so that an unchanged machine compares equal to the file it came from."""
+    return json.dumps(machine.to_json(), sort_keys=True)
 
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int]:

@@ -32,7 +32,7 @@ class Node(NamedTuple):
 Blocks = Mapping[str, Callable[[], list[Node]]]
 
 
-class _Entry(NamedTuple):
+class Entry(NamedTuple):
     level: int
     flag: str | None  # the [flag] guarding the line (and its children)
     negated: bool  # [!flag]
@@ -42,9 +42,9 @@ class _Entry(NamedTuple):
 
 
 @functools.lru_cache(maxsize=64)
-def _compile(template: str) -> tuple[_Entry, ...]:
+def _compile(template: str) -> tuple[Entry, ...]:
     """The template's lines, split once: the templates are constants, the values change per report."""
-    entries = []
+    compiled: list[Entry] = []
     for raw in template.splitlines():
         if not raw.strip():
             continue
@@ -57,18 +57,18 @@ def _compile(template: str) -> tuple[_Entry, ...]:
             negated = cond.startswith("!")
             flag = cond[1:] if negated else cond
         if line.startswith("@"):
-            entries.append(_Entry(level, flag, negated, "block", line[1:].strip(), None))
+            compiled.append(Entry(level, flag, negated, "block", line[1:].strip(), None))
         elif line.startswith('"'):
-            entries.append(_Entry(level, flag, negated, "text", line[1:], None))
+            compiled.append(Entry(level, flag, negated, "text", line[1:], None))
         elif ": " in line or line.endswith(":"):
             key, value = line.split(":", 1)
-            entries.append(_Entry(level, flag, negated, "leaf", key, value[1:] if value else ""))
+            compiled.append(Entry(level, flag, negated, "leaf", key, value[1:] if value else ""))
         else:
-            entries.append(_Entry(level, flag, negated, "section", line, None))
-    return tuple(entries)
+            compiled.append(Entry(level, flag, negated, "section", line, None))
+    return tuple(compiled)
 
 
-def entries(template: str, flags: Iterable[str] = ()) -> Iterator[tuple[_Entry, int]]:
+def entries(template: str, flags: Iterable[str] = ()) -> Iterator[tuple[Entry, int]]:
     """The template's entries with their level, lines of unset flags dropped (with their children)."""
     flagset = set(flags)
     skip_below: int | None = None
